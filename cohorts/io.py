@@ -1,0 +1,58 @@
+"""Read and write a canonical cohort folder (labs.parquet, patients.parquet, events.parquet)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cohorts.errors import CohortError
+from cohorts.schema import canonical_events, canonical_labs, canonical_patients
+
+
+@dataclass
+class Cohort:
+    labs: pd.DataFrame
+    patients: pd.DataFrame
+    events: pd.DataFrame
+    provenance: dict = field(default_factory=dict)
+
+
+def read_cohort(folder: Path | str) -> Cohort:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CohortError(f"Cohort folder {folder} does not exist or is not a folder")
+    tables = {}
+    for name in ("labs", "patients"):
+        path = folder / f"{name}.parquet"
+        if not path.exists():
+            raise CohortError(f"Cohort folder {folder} has no {name}.parquet "
+                              "(expected the canonical tables written by `crs simulate` or `crs ingest`)",
+                              file=str(path))
+        try:
+            tables[name] = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types for a damaged file
+            raise CohortError(f"Cannot read {path} as Parquet: {exc}", file=str(path)) from exc
+    events_path = folder / "events.parquet"
+    events = pd.read_parquet(events_path) if events_path.exists() else None
+    prov_path = folder / "provenance.json"
+    provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    labs = canonical_labs(tables["labs"], file=str(folder / "labs.parquet"))
+    patients = canonical_patients(tables["patients"], file=str(folder / "patients.parquet"))
+    unknown = ~labs["patient_id"].isin(patients["patient_id"])
+    if unknown.any():
+        raise CohortError(f"Lab rows for patient {labs['patient_id'][unknown].iloc[0]!r} "
+                          "who is not in patients.parquet", file=str(folder / "labs.parquet"),
+                          row=int(labs["source_row"][unknown].iloc[0]), column="patient_id")
+    return Cohort(labs, patients, canonical_events(events, file=str(events_path)), provenance)
+
+
+def write_cohort(cohort: Cohort, folder: Path | str) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cohort.labs.to_parquet(folder / "labs.parquet", index=False)
+    cohort.patients.to_parquet(folder / "patients.parquet", index=False)
+    cohort.events.to_parquet(folder / "events.parquet", index=False)
+    (folder / "provenance.json").write_text(json.dumps(cohort.provenance, indent=2, sort_keys=True))

@@ -1,0 +1,108 @@
+"""The canonical tables: the contract between `cohorts/` and everything downstream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cohorts.errors import CohortError
+from cohorts.registry import analyte_codes
+
+LAB_COLUMNS = ["patient_id", "analyte", "hours_since_infusion", "value", "censor",
+               "resulted_hours", "source_row"]
+PATIENT_REQUIRED = ["patient_id"]
+PATIENT_COLUMNS = ["patient_id", "therapy", "disease", "age_years", "weight_kg", "sex",
+                   "tumor_burden", "crs_max_grade", "grading", "crs_onset_hours",
+                   "severe_onset_hours"]
+OUTCOME_COLUMNS = ["crs_max_grade", "crs_onset_hours", "severe_onset_hours"]
+EVENT_COLUMNS = ["patient_id", "event", "hours_since_infusion", "dose", "dose_unit"]
+THERAPIES = ["axi-cel", "tisa-cel", "liso-cel", "brexu-cel", "ide-cel", "cilta-cel",
+             "blinatumomab", "other"]
+EVENT_TYPES = ["tocilizumab", "corticosteroids", "siltuximab", "anakinra", "vasopressors"]
+CENSOR_VALUES = ["", "<", ">"]
+
+
+def _missing(frame: pd.DataFrame, required: list[str], table: str, file: str | None) -> None:
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        raise CohortError(
+            f"The {table} table lacks required column(s) {absent}; it has {list(frame.columns)}",
+            file=file, column=absent[0])
+
+
+def _first_bad(mask: pd.Series, frame: pd.DataFrame) -> int:
+    idx = frame.index[mask.to_numpy()][0]
+    if "source_row" in frame.columns and pd.notna(frame.loc[idx, "source_row"]):
+        return int(frame.loc[idx, "source_row"])
+    return int(np.flatnonzero(mask.to_numpy())[0])
+
+
+def canonical_labs(labs: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
+    """Check and coerce a labs table to canonical dtypes; raise CohortError naming the first bad row."""
+    _missing(labs, ["patient_id", "analyte", "hours_since_infusion", "value"], "labs", file)
+    out = pd.DataFrame(index=labs.index)
+    out["patient_id"] = labs["patient_id"].astype(str)
+    known = set(analyte_codes())
+    analyte = labs["analyte"].astype(str)
+    bad = ~analyte.isin(known)
+    if bad.any():
+        raise CohortError(
+            f"Unknown analyte code {analyte[bad].iloc[0]!r}; canonical codes are {sorted(known)}",
+            file=file, row=_first_bad(bad, labs), column="analyte")
+    out["analyte"] = analyte
+    for col in ("hours_since_infusion", "value"):
+        num = pd.to_numeric(labs[col], errors="coerce")
+        bad = num.isna() | ~np.isfinite(num.astype(float))
+        if bad.any():
+            raise CohortError(f"Column '{col}' must be a finite number; found {labs[col][bad].iloc[0]!r}",
+                              file=file, row=_first_bad(bad, labs), column=col)
+        out[col] = num.astype("float64")
+    censor = labs["censor"].fillna("").astype(str) if "censor" in labs else pd.Series("", index=labs.index)
+    bad = ~censor.isin(CENSOR_VALUES)
+    if bad.any():
+        raise CohortError(f"Column 'censor' must be '', '<' or '>'; found {censor[bad].iloc[0]!r}",
+                          file=file, row=_first_bad(bad, labs), column="censor")
+    out["censor"] = censor
+    if "resulted_hours" in labs:
+        out["resulted_hours"] = pd.to_numeric(labs["resulted_hours"], errors="coerce").astype("float64")
+        bad = out["resulted_hours"] < out["hours_since_infusion"]
+        if bad.any():
+            raise CohortError("A result cannot be available before its sample was drawn "
+                              "(resulted_hours < hours_since_infusion)",
+                              file=file, row=_first_bad(bad, labs), column="resulted_hours")
+    else:
+        out["resulted_hours"] = np.nan
+    out["source_row"] = (pd.to_numeric(labs["source_row"], errors="coerce").astype("int64")
+                         if "source_row" in labs else np.arange(len(labs), dtype="int64"))
+    return out.reset_index(drop=True)
+
+
+def canonical_patients(patients: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
+    _missing(patients, PATIENT_REQUIRED, "patients", file)
+    out = patients.copy()
+    out["patient_id"] = out["patient_id"].astype(str)
+    dup = out["patient_id"].duplicated()
+    if dup.any():
+        raise CohortError(f"Patient {out['patient_id'][dup].iloc[0]!r} appears more than once",
+                          file=file, row=int(np.flatnonzero(dup.to_numpy())[0]), column="patient_id")
+    for col in ("age_years", "weight_kg", "tumor_burden", "crs_max_grade", "crs_onset_hours",
+                "severe_onset_hours"):
+        if col in out:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    for col in ("therapy", "disease", "sex", "grading"):
+        if col in out:
+            out[col] = out[col].astype(str)
+    return out.reset_index(drop=True)
+
+
+def canonical_events(events: pd.DataFrame | None, file: str | None = None) -> pd.DataFrame:
+    if events is None or events.empty:
+        return pd.DataFrame({"patient_id": pd.Series(dtype=str), "event": pd.Series(dtype=str),
+                             "hours_since_infusion": pd.Series(dtype="float64"),
+                             "dose": pd.Series(dtype="float64"), "dose_unit": pd.Series(dtype=str)})
+    _missing(events, ["patient_id", "event", "hours_since_infusion"], "events", file)
+    out = events.copy()
+    out["patient_id"] = out["patient_id"].astype(str)
+    out["event"] = out["event"].astype(str)
+    out["hours_since_infusion"] = pd.to_numeric(out["hours_since_infusion"], errors="coerce").astype("float64")
+    return out.reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Canonical labs → landmark feature matrix (baseline-relative kinetics)."""

@@ -1,0 +1,1 @@
+"""Training, baselines, calibration, evaluation, SHAP, the MLflow registry and the scoring model."""

@@ -1,0 +1,100 @@
+"""The `crs` command line. Exit codes: 0 success, 2 a problem with the user's input, 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pipeline.paths import quiet_telemetry
+
+STAGE_HELP = "DVC stage; reads params.yaml in the project folder and writes under data/"
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="crs", description=(
+        "crs-predict: predict severe (grade >=3) CRS from serial blood biomarkers. "
+        "Research software on a SYNTHETIC default cohort; no clinical validity."))
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="write a synthetic cohort (labs, patients, events as Parquet)")
+    s.add_argument("--patients", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--chunk-size", type=int, default=None, help="patients per streamed chunk")
+
+    f = sub.add_parser("featurize", help="canonical cohort folder -> landmark feature matrix (Parquet)")
+    f.add_argument("--cohort", type=Path, required=True)
+    f.add_argument("--landmarks", required=True, nargs="+", help="hours since infusion, e.g. 24,48,72")
+    f.add_argument("--out", type=Path, required=True)
+
+    for name, text in (("train", "fit XGBoost with patient-grouped CV"),
+                       ("evaluate", "metrics.json and plots from out-of-fold predictions"),
+                       ("explain", "SHAP values, beeswarm plot, mean |SHAP| table"),
+                       ("register", "log the run to MLflow and register the model")):
+        sub.add_parser(name, help=f"{text} ({STAGE_HELP})")
+
+    c = sub.add_parser("score", help="score a cohort with a registered model")
+    c.add_argument("--cohort", type=Path, required=True)
+    c.add_argument("--format", choices=["long", "sdtm", "omop"], default=None)
+    c.add_argument("--model", default="models:/severe-crs@champion")
+    c.add_argument("--landmarks", default="24,48")
+    c.add_argument("--out", type=Path, required=True)
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline import stages
+    from pipeline.params import parse_landmarks
+
+    started = time.time()
+    if args.command == "simulate":
+        counts = stages.simulate(args.patients, args.seed, args.out, args.chunk_size)
+        print(f"SYNTHETIC cohort written to {args.out}: {counts}")
+    elif args.command == "featurize":
+        matrix = stages.featurize(args.cohort, parse_landmarks(",".join(args.landmarks)), args.out)
+        print(f"{len(matrix)} patient x landmark rows ({int(matrix['eligible'].sum())} eligible) -> {args.out}")
+    elif args.command == "train":
+        meta = stages.train()
+        print(f"trained on {meta['n_patients']} patients, {meta['n_rows']} landmark rows, {meta['n_events']} events")
+    elif args.command == "evaluate":
+        m = stages.evaluate()["pooled"]
+        print(f"out-of-fold AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
+              f"{m['n_patients']} patients, {m['n_events']} events")
+    elif args.command == "explain":
+        top = stages.explain().head(5)
+        print("top drivers (mean |SHAP|):\n" + top[["label", "mean_abs_shap"]].to_string(index=False))
+    elif args.command == "register":
+        print(json.dumps(stages.register(), indent=2))
+    elif args.command == "score":
+        if args.format is not None:
+            from cohorts.errors import CohortError
+
+            raise CohortError(f"--format {args.format} needs the ingest readers, which are not built yet; "
+                              "pass a folder of canonical Parquet tables (from `crs simulate`)")
+        result = stages.score(args.cohort, args.model, parse_landmarks(args.landmarks), args.out)
+        counts = result["status"].value_counts().to_dict()
+        print(f"{result['patient_id'].nunique()} patients, {len(result)} rows, by status {counts} "
+              f"-> {args.out} in {time.time() - started:.1f}s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_telemetry()
+    args = _parser().parse_args(argv)
+    from cohorts.errors import CohortError
+
+    try:
+        return run(args)
+    except CohortError as exc:
+        print(f"crs: input problem: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"crs: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

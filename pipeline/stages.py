@@ -1,0 +1,186 @@
+"""DVC stage entry points: read params, call the libraries, write files under data/. No science."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from pipeline.params import load_params, parse_landmarks
+from pipeline.paths import project_root
+
+
+def _features_from_params(p: dict[str, Any]):
+    from features.transformer import KineticFeatures
+
+    f = p["featurize"]
+    return KineticFeatures(analytes=tuple(f["analytes"]),
+                           baseline_window_hours=tuple(float(x) for x in f["baseline_window_hours"]),
+                           horizon_hours=float(f["horizon_hours"]),
+                           categorical=tuple(f["categorical_covariates"]),
+                           numeric_covariates=tuple(f["numeric_covariates"]))
+
+
+def simulate(patients: int, seed: int, out: Path, chunk_size: int | None = None) -> dict[str, int]:
+    from cohorts.simulate import write_simulated_cohort
+
+    p = load_params() if (project_root() / "params.yaml").exists() else {}
+    sim = p.get("simulate", {})
+    mix = sim.get("therapy_mix") or {"axi-cel": 1.0}
+    return write_simulated_cohort(out, patients, seed, mix, chunk_size or int(sim.get("chunk_size", 50_000)))
+
+
+def featurize(cohort_dir: Path, landmarks: list[float], out: Path) -> pd.DataFrame:
+    from cohorts.io import read_cohort
+
+    cohort = read_cohort(cohort_dir)
+    features = _features_from_params(load_params())
+    matrix = features.build(cohort.labs, cohort.patients, landmarks)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    matrix.to_parquet(out, index=False)
+    return matrix
+
+
+def train(features_path: Path | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    from models.train import train_model
+
+    root = project_root()
+    p = load_params()
+    features_path = features_path or root / p["paths"]["features"]
+    out_dir = out_dir or root / p["paths"]["model"]
+    matrix = pd.read_parquet(features_path)
+    t = p["train"]
+    bundle, oof = train_model(matrix, _features_from_params(p), t["xgboost"], int(t["n_folds"]), int(t["seed"]))
+    bundle.meta["risk_band_edges"] = list(p["score"]["risk_band_edges"])
+    bundle.meta["landmarks_hours"] = parse_landmarks(p["featurize"]["landmarks_hours"])
+    bundle.save(out_dir)
+    oof_path = root / p["paths"]["oof"]
+    oof_path.parent.mkdir(parents=True, exist_ok=True)
+    oof.to_parquet(oof_path, index=False)
+    return bundle.meta
+
+
+def evaluate() -> dict[str, Any]:
+    from models.evaluate import evaluate_oof, plot_roc, roc_points
+
+    root = project_root()
+    p = load_params()
+    oof = pd.read_parquet(root / p["paths"]["oof"])
+    e = p["evaluate"]
+    metrics = evaluate_oof(oof, int(e["n_bootstrap"]), int(e["seed"]))
+    prov = _provenance(root, p)
+    metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
+    plots = root / p["paths"]["plots"]
+    plots.mkdir(parents=True, exist_ok=True)
+    points = roc_points(oof)
+    points.to_csv(plots / "roc.csv", index=False)
+    label = "SYNTHETIC cohort" if prov.get("synthetic") else "held-out patients"
+    plot_roc(points, metrics["pooled"]["auroc"], str(plots / "roc.png"), label)
+    (root / p["paths"]["metrics"]).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def explain() -> pd.DataFrame:
+    from models.bundle import ModelBundle
+    from models.explain import mean_abs_shap, plot_beeswarm, shap_values
+
+    root = project_root()
+    p = load_params()
+    bundle = ModelBundle.load(root / p["paths"]["model"])
+    matrix = pd.read_parquet(root / p["paths"]["features"])
+    rows = matrix[matrix["eligible"]]
+    n = min(len(rows), int(p["explain"]["max_rows"]))
+    rows = rows.sample(n=n, random_state=int(p["explain"]["seed"])) if n < len(rows) else rows
+    X = bundle.features.transform(rows)
+    values, _ = shap_values(bundle.booster, X)
+    out = root / p["paths"]["explain"]
+    out.mkdir(parents=True, exist_ok=True)
+    table = mean_abs_shap(values, list(X.columns))
+    table.to_csv(out / "mean_abs_shap.csv", index=False)
+    plot_beeswarm(values, X, str(out / "shap_beeswarm.png"))
+    return table
+
+
+def _provenance(root: Path, p: dict[str, Any]) -> dict[str, Any]:
+    path = root / p["paths"]["cohort"] / "provenance.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def lineage_tags(root: Path, p: dict[str, Any]) -> dict[str, str]:
+    """Git commit, dirty flag, DVC hashes of the stage inputs (from dvc.lock) and cohort provenance."""
+    tags = {"git_commit": _git(root, "rev-parse", "HEAD") or "unknown",
+            "git_dirty": str(bool(_git(root, "status", "--porcelain"))).lower()}
+    lock = root / "dvc.lock"
+    if lock.exists():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        for stage in ("simulate", "featurize", "train", "evaluate", "explain"):
+            for out in stages.get(stage, {}).get("outs", []):
+                tags[f"dvc.{stage}.{out['path']}"] = str(out.get("md5", ""))
+    prov = _provenance(root, p)
+    tags["cohort.synthetic"] = str(bool(prov.get("synthetic", False))).lower()
+    for key in ("source", "simulator_version", "seed", "patients"):
+        if key in prov:
+            tags[f"cohort.{key}"] = str(prov[key])
+    return tags
+
+
+def register() -> dict[str, Any]:
+    from cohorts.io import read_cohort
+    from models.model_input import to_model_input
+    from models.registry import flatten, log_and_register
+
+    root = project_root()
+    p = load_params()
+    metrics = json.loads((root / p["paths"]["metrics"]).read_text())
+    flat = {k: v for k, v in flatten("", {k: v for k, v in metrics.items() if k != "cohort"}, {}).items()
+            if isinstance(v, int | float) and v == v}
+    cohort = read_cohort(root / p["paths"]["cohort"])
+    first = cohort.patients["patient_id"].head(2)
+    example = to_model_input(cohort.labs[cohort.labs["patient_id"].isin(first)],
+                             cohort.patients[cohort.patients["patient_id"].isin(first)])
+    tags = lineage_tags(root, p)
+    oof = pd.read_parquet(root / p["paths"]["oof"])
+    tags |= {"patients": str(oof["patient_id"].nunique()), "events": str(int(oof["label"].sum())),
+             "prevalence": f"{oof['label'].mean():.4f}"}
+    r = p["register"]
+    result = log_and_register(
+        root=root, model_name=r["model_name"], alias=r["alias"], experiment=r["experiment"],
+        bundle_dir=root / p["paths"]["model"], params=p, metrics=flat,
+        artifacts=[root / p["paths"]["metrics"], root / p["paths"]["plots"], root / p["paths"]["explain"]],
+        tags=tags, input_example=example)
+    out = root / p["paths"]["registration"]
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def score(cohort_dir: Path, model_uri: str, landmarks: list[float], out: Path) -> pd.DataFrame:
+    import mlflow
+
+    from cohorts.io import read_cohort
+    from models.model_input import to_model_input
+    from pipeline.paths import tracking_uri
+
+    cohort = read_cohort(cohort_dir)
+    mlflow.set_tracking_uri(tracking_uri())
+    model = mlflow.pyfunc.load_model(model_uri)
+    result = model.predict(to_model_input(cohort.labs, cohort.patients),
+                           params={"landmarks": ",".join(f"{x:g}" for x in landmarks)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    if out.suffix == ".csv":
+        result.to_csv(tmp, index=False)
+    else:
+        result.to_parquet(tmp, index=False)
+    tmp.replace(out)
+    return result
