@@ -17,16 +17,16 @@ def landmark_rows(patients: pd.DataFrame, landmarks: list[float], horizon_hours:
         "patient_id": np.repeat(patients["patient_id"].to_numpy(), k),
         "landmark_hours": np.tile(np.asarray(landmarks, dtype="float64"), n),
     })
-    has_outcome = "severe_onset_hours" in patients and "crs_max_grade" in patients
-    if not has_outcome:
-        rows["eligible"] = True
+    L = rows["landmark_hours"].to_numpy()
+    if "severe_onset_hours" in patients:
+        severe = np.repeat(patients["severe_onset_hours"].to_numpy(dtype="float64"), k)
+    else:
+        severe = np.full(len(rows), np.nan)
+    rows["eligible"] = ~(severe <= L)  # NaN compares False: not (yet) severe → eligible
+    if "crs_max_grade" not in patients:  # a cohort to be scored: outcome unknown
         rows["label"] = np.nan
         return rows
-    severe = np.repeat(patients["severe_onset_hours"].to_numpy(dtype="float64"), k)
     known = np.repeat(patients["crs_max_grade"].notna().to_numpy(), k)
-    L = rows["landmark_hours"].to_numpy()
-    already = severe <= L  # NaN compares False: never severe → eligible
-    rows["eligible"] = ~already
     label = ((severe > L) & (severe <= L + horizon_hours)).astype("float64")
     rows["label"] = np.where(known, label, np.nan)
     return rows

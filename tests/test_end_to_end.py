@@ -1,0 +1,118 @@
+"""`dvc repro` on a tiny simulated cohort in a copy of the repository, then the registered
+champion loaded in a fresh Python process and used to score."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _env(project: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CRS_PROJECT_ROOT", "MLFLOW_TRACKING_URI")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return env
+
+
+def _copy_repo(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith("data/") or rel.startswith("data/reference/"):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def _small_params(project: Path) -> None:
+    path = project / "params.yaml"
+    p = yaml.safe_load(path.read_text())
+    p["simulate"]["patients"] = 300
+    p["train"]["n_folds"] = 3
+    p["train"]["xgboost"]["n_estimators"] = 60
+    p["evaluate"]["n_bootstrap"] = 20
+    p["explain"]["max_rows"] = 200
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    project = tmp_path_factory.mktemp("crs") / "repo"
+    project.mkdir()
+    _copy_repo(project)
+    _small_params(project)
+    env = _env(project)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=project, env=env, check=True)
+    run = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return project, env
+
+
+def test_repro_writes_metrics_plots_and_lock(repro):
+    project, _ = repro
+    metrics = json.loads((project / "data/metrics.json").read_text())
+    pooled = metrics["pooled"]
+    assert 0.5 < pooled["auroc"] <= 1.0 and pooled["auroc_ci_low"] <= pooled["auroc"]
+    assert metrics["cohort"]["synthetic"] is True
+    assert (project / "data/plots/roc.png").stat().st_size > 1000
+    assert (project / "data/explain/shap_beeswarm.png").stat().st_size > 1000
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert {"simulate", "featurize", "train", "evaluate", "explain", "register"} <= set(lock["stages"])
+
+
+def test_champion_loads_and_scores_in_a_fresh_process(repro):
+    project, env = repro
+    script = f"""
+import json, mlflow, pandas as pd
+from mlflow import MlflowClient
+from cohorts.simulate import iter_chunks
+from models.model_input import to_model_input
+uri = "sqlite:///{project}/mlflow.db"
+mlflow.set_tracking_uri(uri)
+mv = MlflowClient(uri).get_model_version_by_alias("severe-crs", "champion")
+run = MlflowClient(uri).get_run(mv.run_id)
+model = mlflow.pyfunc.load_model("models:/severe-crs@champion")
+cohort = next(iter_chunks(5, seed=123, therapy_mix={{"axi-cel": 1.0}}))
+out = model.predict(to_model_input(cohort.labs, cohort.patients), params={{"landmarks": "24,48"}})
+print(json.dumps({{"version": mv.version, "rows": len(out), "patients": out.patient_id.nunique(),
+                  "p": out.probability.dropna().tolist(), "tags": run.data.tags,
+                  "has_signature": model.metadata.signature is not None}}))
+"""
+    # run from an unrelated folder so nothing but the model's own files can serve it
+    done = subprocess.run([sys.executable, "-c", script], cwd=project.parent, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert str(result["version"]) == "1" and result["rows"] == 10 and result["patients"] == 5
+    assert result["has_signature"]
+    assert result["p"] and all(0.0 <= p <= 1.0 for p in result["p"])
+    tags = result["tags"]
+    assert len(tags["git_commit"]) == 40 and tags["cohort.synthetic"] == "true"
+    assert any(k.startswith("dvc.simulate.") for k in tags)
+
+
+def test_crs_score_cli_on_registered_model(repro, tmp_path):
+    project, env = repro
+    crs = str(Path(sys.executable).parent / "crs")
+    subprocess.run([crs, "simulate", "--patients", "7", "--seed", "5", "--out", str(tmp_path / "c")],
+                   cwd=project, env=env, check=True, capture_output=True)
+    done = subprocess.run([crs, "score", "--cohort", str(tmp_path / "c"), "--landmarks", "24,48",
+                           "--out", str(tmp_path / "s.csv")], cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import pandas as pd
+
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert len(scores) == 14 and scores["patient_id"].nunique() == 7
