@@ -49,13 +49,15 @@ def mean_abs_shap(values: np.ndarray, feature_names: list[str]) -> pd.DataFrame:
     return table.sort_values("mean_abs_shap", ascending=False, kind="mergesort").reset_index(drop=True)
 
 
-def plot_beeswarm(values: np.ndarray, X: pd.DataFrame, path: str, max_display: int = 15) -> None:
+def plot_beeswarm(values: np.ndarray, X: pd.DataFrame, path: str, max_display: int = 15, seed: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import shap
 
+    # shap's beeswarm shuffles points with the global NumPy RNG: seed it so the PNG is reproducible
+    np.random.seed(seed)
     explanation = shap.Explanation(values=values, data=X.to_numpy("float64"),
                                    feature_names=[readable_name(c) for c in X.columns])
     shap.plots.beeswarm(explanation, max_display=max_display, show=False)
@@ -63,5 +65,5 @@ def plot_beeswarm(values: np.ndarray, X: pd.DataFrame, path: str, max_display: i
     fig.axes[0].set_xlabel("SHAP value (impact on log-odds of grade ≥3 CRS)")
     fig.set_size_inches(10, 7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -101,7 +101,7 @@ def explain() -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     table = mean_abs_shap(values, list(X.columns))
     table.to_csv(out / "mean_abs_shap.csv", index=False)
-    plot_beeswarm(values, X, str(out / "shap_beeswarm.png"))
+    plot_beeswarm(values, X, str(out / "shap_beeswarm.png"), seed=int(p["explain"]["seed"]))
     return table
 
 
