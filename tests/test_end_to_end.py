@@ -81,9 +81,11 @@ def test_same_params_and_seed_reproduce_every_output(repro):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     second = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    def outs(lock: dict, stage: str) -> dict[str, str]:
+        return {o["path"]: o["md5"] for o in lock[stage].get("outs", [])}
+
     for stage in ("simulate", "featurize", "train", "evaluate", "explain"):
-        outs = lambda s: {o["path"]: o["md5"] for o in s[stage].get("outs", [])}  # noqa: E731
-        assert outs(first) == outs(second), stage
+        assert outs(first, stage) == outs(second, stage), stage
     assert "data/metrics.json" in {o["path"] for o in first["evaluate"]["outs"]}
 
 
