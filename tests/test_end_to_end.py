@@ -112,7 +112,8 @@ print(json.dumps({{"version": mv.version, "rows": len(out), "patients": out.pati
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert str(result["version"]) == "1" and result["rows"] == 10 and result["patients"] == 5
+    registered = json.loads((project / "data/registration.json").read_text())
+    assert str(result["version"]) == registered["version"] and result["rows"] == 10 and result["patients"] == 5
     assert result["has_signature"]
     assert result["p"] and all(0.0 <= p <= 1.0 for p in result["p"])
     tags = result["tags"]
