@@ -12,7 +12,7 @@ from pipeline.paths import reference_dir
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> pd.DataFrame:
-    table = pd.read_csv(path, dtype={"loinc": str, "sdtm_lbtestcd": str}, keep_default_na=False)
+    table = pd.read_csv(path, dtype={"loinc": str, "loinc_other": str, "sdtm_lbtestcd": str}, keep_default_na=False)
     table["core"] = table["core"].astype(str).str.lower() == "true"
     for col in ("plausible_min", "plausible_max", "lloq", "uloq"):
         table[col] = pd.to_numeric(table[col], errors="coerce")

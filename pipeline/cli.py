@@ -25,6 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--chunk-size", type=int, default=None, help="patients per streamed chunk")
 
+    i = sub.add_parser("ingest", help="read a real cohort (long CSV/Parquet, CDISC SDTM, OMOP CDM) into the "
+                       "canonical tables + quarantine.parquet + validation.json")
+    i.add_argument("--format", choices=["long", "sdtm", "omop"], default=None)
+    i.add_argument("--input", type=Path, default=None, help="the cohort folder")
+    i.add_argument("--out", type=Path, required=True)
+    i.add_argument("--chunk-rows", type=int, default=None, help="lab rows per streamed chunk")
+
     f = sub.add_parser("featurize", help="canonical cohort folder -> landmark feature matrix (Parquet)")
     f.add_argument("--cohort", type=Path, required=True)
     f.add_argument("--landmarks", required=True, nargs="+", help="hours since infusion, e.g. 24,48,72")
@@ -53,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         counts = stages.simulate(args.patients, args.seed, args.out, args.chunk_size)
         print(f"SYNTHETIC cohort written to {args.out}: {counts}")
+    elif args.command == "ingest":
+        v = stages.ingest(args.format, args.input, args.out, args.chunk_rows)
+        print(f"{v['rows_in']} lab rows in: {v['rows_out']} canonical, {v['rows_quarantined']} quarantined "
+              f"{v['by_reason']} -> {args.out} (see validation.json, quarantine.parquet)")
     elif args.command == "featurize":
         matrix = stages.featurize(args.cohort, parse_landmarks(",".join(args.landmarks)), args.out)
         print(f"{len(matrix)} patient x landmark rows ({int(matrix['eligible'].sum())} eligible) -> {args.out}")
@@ -69,12 +80,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "register":
         print(json.dumps(stages.register(), indent=2))
     elif args.command == "score":
+        cohort_dir = args.cohort
         if args.format is not None:
-            from cohorts.errors import CohortError
+            import tempfile
 
-            raise CohortError(f"--format {args.format} needs the ingest readers, which are not built yet; "
-                              "pass a folder of canonical Parquet tables (from `crs simulate`)")
-        result = stages.score(args.cohort, args.model, parse_landmarks(args.landmarks), args.out)
+            tmp = tempfile.TemporaryDirectory(prefix="crs-ingest-")
+            cohort_dir = Path(tmp.name)
+            v = stages.ingest(args.format, args.cohort, cohort_dir)
+            print(f"ingested {args.cohort}: {v['rows_out']} lab rows, {v['rows_quarantined']} quarantined "
+                  f"{v['by_reason']}", file=sys.stderr)
+        result = stages.score(cohort_dir, args.model, parse_landmarks(args.landmarks), args.out)
         counts = result["status"].value_counts().to_dict()
         print(f"{result['patient_id'].nunique()} patients, {len(result)} rows, by status {counts} "
               f"-> {args.out} in {time.time() - started:.1f}s")

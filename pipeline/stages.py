@@ -34,6 +34,49 @@ def simulate(patients: int, seed: int, out: Path, chunk_size: int | None = None)
     return write_simulated_cohort(out, patients, seed, mix, chunk_size or int(sim.get("chunk_size", 50_000)))
 
 
+def ingest(fmt: str | None, input_path: Path | None, out: Path, chunk_rows: int | None = None) -> dict[str, Any]:
+    """`crs ingest`: with --format and --input read those; with neither, the DVC stage reads params `ingest`."""
+    from cohorts.errors import CohortError
+    from cohorts.ingest import ingest as run_ingest
+    from cohorts.ingest import write_ingested
+    from cohorts.ingest.harmonise import DEFAULT_WINDOW_HOURS
+    from cohorts.ingest.source import CHUNK_ROWS
+
+    p = load_params() if (project_root() / "params.yaml").exists() else {}
+    section = p.get("ingest", {})
+    if (fmt is None) != (input_path is None):
+        raise CohortError("Give both --format and --input (or neither, to read the `ingest` section of params.yaml)")
+    if fmt is None:
+        source = str(section.get("source", "simulated"))
+        if source == "simulated":
+            fmt, input_path = "long", project_root() / p["paths"]["simulated"]
+        elif source == "path":
+            fmt, input_path = str(section.get("format", "long")), Path(str(section.get("path", "")))
+            if not input_path.is_absolute():
+                input_path = project_root() / input_path
+        else:
+            raise CohortError(f"params.yaml ingest.source must be 'simulated' or 'path'; got {source!r}")
+    window = tuple(float(x) for x in section.get("time_window_hours", DEFAULT_WINDOW_HOURS))
+    result = run_ingest(fmt, input_path, window, chunk_rows or CHUNK_ROWS)
+    root = project_root()
+    for key in ("input",):  # keep outputs free of machine-specific absolute paths inside the project
+        result.validation[key] = _relative(result.validation[key], root)
+        result.cohort.provenance["ingest"][key] = result.validation[key]
+    result.validation["lab_file"] = _relative(result.validation["lab_file"], root)
+    for key in ("patients_file", "path"):
+        if key in result.cohort.provenance:
+            result.cohort.provenance[key] = _relative(result.cohort.provenance[key], root)
+    write_ingested(result, out)
+    return result.validation
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def featurize(cohort_dir: Path, landmarks: list[float], out: Path) -> pd.DataFrame:
     from cohorts.io import read_cohort
 
@@ -124,12 +167,12 @@ def lineage_tags(root: Path, p: dict[str, Any]) -> dict[str, str]:
     lock = root / "dvc.lock"
     if lock.exists():
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-        for stage in ("simulate", "featurize", "train", "evaluate", "explain"):
+        for stage in ("simulate", "ingest", "featurize", "train", "evaluate", "explain"):
             for out in stages.get(stage, {}).get("outs", []):
                 tags[f"dvc.{stage}.{out['path']}"] = str(out.get("md5", ""))
     prov = _provenance(root, p)
     tags["cohort.synthetic"] = str(bool(prov.get("synthetic", False))).lower()
-    for key in ("source", "simulator_version", "seed", "patients"):
+    for key in ("source", "simulator_version", "seed", "patients", "path"):
         if key in prov:
             tags[f"cohort.{key}"] = str(prov[key])
     return tags

@@ -1,0 +1,109 @@
+"""`ingest(format, path)`: any supported input -> canonical Cohort + quarantine + validation report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cohorts.errors import CohortError
+from cohorts.ingest.harmonise import DEFAULT_WINDOW_HOURS, empty_quarantine, harmonise_chunk
+from cohorts.ingest.reconcile import (
+    canonical_lab_table,
+    drop_duplicates,
+    mixed_units,
+    no_baseline,
+    validation_report,
+)
+from cohorts.ingest.source import CHUNK_ROWS, Source
+from cohorts.ingest.vocab import map_analytes
+from cohorts.io import Cohort
+from cohorts.schema import canonical_events, canonical_patients
+
+FORMATS = ("long", "sdtm", "omop")
+
+
+@dataclass
+class IngestResult:
+    cohort: Cohort
+    quarantine: pd.DataFrame
+    validation: dict[str, Any]
+    passthrough: list[Path] = field(default_factory=list)
+
+
+def _open(fmt: str, path: Path, chunk_rows: int) -> Source:
+    if fmt == "long":
+        from cohorts.ingest.long import open_long
+
+        return open_long(path, chunk_rows)
+    if fmt == "sdtm":
+        from cohorts.ingest.sdtm import open_sdtm
+
+        return open_sdtm(path, chunk_rows)
+    if fmt == "omop":
+        from cohorts.ingest.omop import open_omop
+
+        return open_omop(path, chunk_rows)
+    raise CohortError(f"Unknown --format {fmt!r}; choose one of {list(FORMATS)}")
+
+
+def ingest(fmt: str, path: Path | str, window_hours: tuple[float, float] = DEFAULT_WINDOW_HOURS,
+           chunk_rows: int = CHUNK_ROWS) -> IngestResult:
+    path = Path(path)
+    if not path.exists():
+        raise CohortError(f"The input {path} does not exist", file=str(path))
+    source = _open(fmt, path, chunk_rows)
+    patients = canonical_patients(source.patients, file=source.provenance.get("patients_file"))
+    known = pd.Index(patients["patient_id"])
+    labs_parts, q_parts, unit_parts, in_counts = [], [], [], []
+    rows_in = 0
+    for raw in source.lab_chunks():
+        part = harmonise_chunk(raw, source.lab_file, known, window_hours, offset=rows_in)
+        rows_in += len(raw)
+        in_counts.append(map_analytes(raw["analyte_in"]).fillna("(unrecognised)").value_counts()
+                         if "analyte" not in raw else
+                         raw["analyte"].fillna("(unrecognised)").value_counts())
+        labs_parts.append(part.labs)
+        q_parts.append(part.quarantine)
+        unit_parts.append(part.labs[["patient_id", "analyte", "unit_key"]].drop_duplicates())
+    if rows_in == 0:
+        raise CohortError("The labs table has no data rows", file=source.lab_file)
+    labs = pd.concat(labs_parts, ignore_index=True) if labs_parts else pd.DataFrame()
+    labs, dup_q = drop_duplicates(labs, source.lab_file)
+    quarantine = pd.concat([q for q in [*q_parts, dup_q] if len(q)] or [empty_quarantine()],
+                           ignore_index=True)
+    units = pd.concat(unit_parts, ignore_index=True)
+    labs = canonical_lab_table(labs)
+    in_by = pd.concat(in_counts).groupby(level=0).sum() if in_counts else pd.Series(dtype=int)
+    events = canonical_events(source.events)
+    extra = {
+        "format": fmt, "input": str(path), "lab_file": source.lab_file,
+        "patients_in": int(len(patients)),
+        "patients_with_labs": int(labs["patient_id"].nunique()),
+        "events_out": int(len(events)),
+        "time_window_hours": list(window_hours),
+        "mixed_units": mixed_units(units) if not source.units_canonical else
+        {"patient_analyte_series": 0, "examples": []},
+        "patients_without_baseline": no_baseline(labs, patients["patient_id"]),
+        "notes": source.notes,
+    }
+    report = validation_report(rows_in, labs, quarantine, in_by, extra)
+    provenance = dict(source.provenance)
+    provenance["ingest"] = {"format": fmt, "input": str(path), "rows_in": report["rows_in"],
+                            "rows_out": report["rows_out"], "rows_quarantined": report["rows_quarantined"]}
+    return IngestResult(Cohort(labs, patients, events, provenance), quarantine, report, source.passthrough)
+
+
+def write_ingested(result: IngestResult, out: Path | str) -> None:
+    from cohorts.io import write_cohort
+
+    out = Path(out)
+    write_cohort(result.cohort, out)
+    for path in result.passthrough:
+        shutil.copyfile(path, out / path.name)
+    result.quarantine.to_parquet(out / "quarantine.parquet", index=False)
+    (out / "validation.json").write_text(json.dumps(result.validation, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,139 @@
+"""Long format: a folder with labs.csv|parquet and patients.csv|parquet (column names any case).
+
+labs: patient_id, analyte (name, code or LOINC as written), value (number or text such as '<2.5'),
+      unit, and the time as `hours_since_infusion` or as `datetime` (ISO 8601; then patients needs
+      `infusion_datetime`); optional `censor`, `resulted_hours` or `resulted_datetime`.
+patients: patient_id (required), the canonical patient columns of cohorts/schema.py where known,
+      optional infusion_datetime; extra columns are carried along.
+A canonical cohort folder (written by `crs simulate` / `crs ingest`: provenance.json, no unit column)
+is read with the registry's canonical units, so the simulated cohort flows through the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cohorts.errors import CohortError
+from cohorts.ingest.source import Source
+from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
+from cohorts.ingest.times import hours_from, parse_datetimes, parse_hours
+from cohorts.ingest.vocab import map_analytes, vocab
+
+TEXT = {"patient_id": "string", "analyte": "string", "unit": "string", "censor": "string",
+        "datetime": "string", "resulted_datetime": "string", "infusion_datetime": "string"}
+
+
+def _lower(columns: list[str]) -> dict[str, str]:
+    return {c.strip(): c.strip().lower() for c in columns}
+
+
+def _patients(path: Path) -> tuple[pd.DataFrame, pd.Series]:
+    patients = read_all(path, TEXT, _lower(columns_of(path)))
+    if patients.empty:
+        raise CohortError("The patients table has no rows", file=str(path))
+    require(list(patients.columns), ["patient_id"], path, "patients")
+    patients["patient_id"] = patients["patient_id"].astype("string").str.strip()
+    blank = patients["patient_id"].isna() | (patients["patient_id"] == "")
+    if blank.any():
+        raise CohortError("A patient has a blank patient_id", file=str(path),
+                          row=int(np.flatnonzero(blank.to_numpy())[0]), column="patient_id")
+    infusion = pd.Series(dtype="datetime64[ns]")
+    if "infusion_datetime" in patients:
+        ts, problem = parse_datetimes(patients["infusion_datetime"])
+        bad = (problem != "") & (problem != "missing_time")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CohortError(f"infusion_datetime {patients['infusion_datetime'].iloc[i]!r} is not an ISO "
+                              "date-time with a clock time (e.g. 2024-03-01T14:30)", file=str(path),
+                              row=i, column="infusion_datetime")
+        infusion = pd.Series(ts.to_numpy(), index=patients["patient_id"].astype(str)).dropna()
+    return patients, infusion
+
+
+def open_long(folder: Path, chunk_rows: int) -> Source:
+    if not folder.is_dir():
+        raise CohortError("--format long expects a folder holding labs.csv|parquet and "
+                          "patients.csv|parquet", file=str(folder))
+    labs_path = find_table(folder, "labs")
+    patients_path = find_table(folder, "patients")
+    patients, infusion = _patients(patients_path)
+    cols = _lower(columns_of(labs_path))
+    names = list(cols.values())
+    prov_path = folder / "provenance.json"
+    canonical_units = "unit" not in names and prov_path.exists()
+    require(names, ["patient_id", "analyte", "value"] + ([] if canonical_units else ["unit"]),
+            labs_path, "labs")
+    if "hours_since_infusion" not in names and "datetime" not in names:
+        raise CohortError("The labs table needs the sample time as 'hours_since_infusion' or as "
+                          f"'datetime' (ISO 8601); it has {names}", file=str(labs_path),
+                          column="hours_since_infusion")
+    if "hours_since_infusion" not in names and infusion.empty:
+        raise CohortError("labs give 'datetime' but patients has no 'infusion_datetime' to measure "
+                          "hours since infusion from", file=str(patients_path), column="infusion_datetime")
+    if prov_path.exists():
+        provenance = json.loads(prov_path.read_text())
+    else:
+        provenance = {"synthetic": False, "source": "long", "path": str(folder)}
+    provenance["patients_file"] = str(patients_path)
+    notes = ([f"{labs_path.name} has no unit column; {folder} is a canonical cohort folder "
+              "(provenance.json), so values are in the canonical units of data/reference/analytes.csv"]
+             if canonical_units else [])
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        offset = 0
+        for chunk in iter_chunks(labs_path, chunk_rows, TEXT, cols):
+            yield _raw(chunk, offset, infusion, canonical_units)
+            offset += len(chunk)
+
+    passthrough = ([p for p in sorted(folder.glob("*.parquet"))
+                    if p.stem not in ("labs", "patients", "events", "quarantine")] if canonical_units else [])
+    notes += [f"{p.name} copied unchanged from the canonical cohort folder" for p in passthrough]
+    return Source(patients, _events(folder), str(labs_path), chunks, provenance, notes, canonical_units,
+                  passthrough)
+
+
+def _raw(chunk: pd.DataFrame, offset: int, infusion: pd.Series, canonical_units: bool) -> pd.DataFrame:
+    n = len(chunk)
+    raw = pd.DataFrame({"patient_id": chunk["patient_id"].astype("string").str.strip().to_numpy(),
+                        "analyte_in": chunk["analyte"].to_numpy(), "value_in": chunk["value"].to_numpy()})
+    keep_rows = canonical_units and "source_row" in chunk
+    raw["source_row"] = (pd.to_numeric(chunk["source_row"], errors="coerce").fillna(-1).astype("int64").to_numpy()
+                         if keep_rows else np.arange(offset, offset + n, dtype="int64"))
+    if canonical_units:
+        raw["unit_in"] = map_analytes(raw["analyte_in"]).map(vocab().canonical_unit).to_numpy()
+    else:
+        raw["unit_in"] = chunk["unit"].to_numpy()
+    if "hours_since_infusion" in chunk:
+        hours, problem = parse_hours(chunk["hours_since_infusion"])
+        raw["time_in"] = chunk["hours_since_infusion"].to_numpy()
+    else:
+        ts, problem = parse_datetimes(chunk["datetime"])
+        hours, p2 = hours_from(ts, chunk["patient_id"].astype("string").str.strip(), infusion)
+        problem = problem.where(problem != "", p2)
+        raw["time_in"] = chunk["datetime"].to_numpy()
+    raw["hours"] = hours.to_numpy()
+    raw["time_problem"] = problem.to_numpy()
+    if "resulted_hours" in chunk:
+        raw["resulted_hours"] = pd.to_numeric(chunk["resulted_hours"], errors="coerce").to_numpy(dtype=float)
+    elif "resulted_datetime" in chunk and not infusion.empty:
+        ts, _ = parse_datetimes(chunk["resulted_datetime"])
+        raw["resulted_hours"] = hours_from(ts, raw["patient_id"], infusion)[0].to_numpy()
+    if "censor" in chunk:
+        raw["censor_in"] = chunk["censor"].to_numpy()
+    return raw
+
+
+def _events(folder: Path) -> pd.DataFrame | None:
+    path = find_table(folder, "events", required=False)
+    if path is None:
+        return None
+    events = read_all(path, TEXT, _lower(columns_of(path)))
+    if events.empty:
+        return None
+    require(list(events.columns), ["patient_id", "event", "hours_since_infusion"], path, "events")
+    return events

@@ -1,0 +1,97 @@
+"""Across all chunks: duplicates, mixed units, missing baselines, and the validation report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cohorts.ingest.harmonise import QUARANTINE_COLUMNS, REASONS, empty_quarantine
+from cohorts.registry import core_analytes
+from cohorts.schema import LAB_COLUMNS
+
+DUPLICATE_RULE = ("rows with the same patient, analyte and hours_since_infusion: the first in input "
+                  "order is kept; the others are quarantined as `duplicate` (same value) or "
+                  "`conflicting_duplicate` (different value)")
+
+
+def drop_duplicates(labs: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the first of each (patient, analyte, time) in input order; return (kept, quarantined)."""
+    key = ["patient_id", "analyte", "hours_since_infusion"]
+    labs = labs.sort_values("_seq", kind="stable")
+    dup = labs.duplicated(key, keep="first").to_numpy()
+    if not dup.any():
+        return labs, empty_quarantine()
+    first_value = labs.groupby(key, sort=False, observed=True)["value"].transform("first")
+    first_row = labs.groupby(key, sort=False, observed=True)["source_row"].transform("first")
+    d = labs[dup]
+    same = (d["value"] == first_value[dup]).to_numpy()
+    reason = np.where(same, "duplicate", "conflicting_duplicate")
+    detail = (pd.Series(reason).map(REASONS).to_numpy() + "; kept row "
+              + first_row[dup].astype(str).to_numpy() + " (values here in the canonical unit)")
+    q = pd.DataFrame({
+        "file": file, "source_row": d["source_row"].to_numpy(),
+        "patient_id": d["patient_id"].astype(str).to_numpy(), "analyte": d["analyte"].astype(str).to_numpy(),
+        "time": d["hours_since_infusion"].map("{:g} h".format).to_numpy(),
+        "value": (d["censor"].astype(str) + d["value"].map("{:g}".format)).to_numpy(),
+        "unit": d["analyte"].astype(str).to_numpy(), "analyte_code": d["analyte"].astype(str).to_numpy(),
+        "reason": reason, "detail": detail})
+    from cohorts.ingest.vocab import vocab
+
+    q["unit"] = q["analyte_code"].map(vocab().canonical_unit)
+    return labs[~dup], q[QUARANTINE_COLUMNS]
+
+
+def mixed_units(unit_pairs: pd.DataFrame) -> dict[str, Any]:
+    """Patients whose series for one analyte came in more than one unit (converted, but worth a look)."""
+    pairs = unit_pairs.drop_duplicates()
+    counts = pairs.groupby(["patient_id", "analyte"], observed=True).size()
+    mixed = counts[counts > 1]
+    examples = [{"patient_id": str(p), "analyte": str(a),
+                 "units": sorted(pairs.loc[(pairs["patient_id"] == p) & (pairs["analyte"] == a),
+                                           "unit_key"].astype(str))}
+                for p, a in mixed.index[:10]]
+    return {"patient_analyte_series": int(len(mixed)), "examples": examples}
+
+
+def no_baseline(labs: pd.DataFrame, patients: pd.Series) -> dict[str, int]:
+    """Per core analyte: patients with results for it but none at or before infusion (hour 0)."""
+    out = {}
+    for code in core_analytes():
+        sub = labs.loc[labs["analyte"] == code, ["patient_id", "hours_since_infusion"]]
+        if sub.empty:
+            continue
+        first = sub.groupby("patient_id", observed=True)["hours_since_infusion"].min()
+        out[code] = int((first > 0).sum())
+    return out
+
+
+def canonical_lab_table(labs: pd.DataFrame) -> pd.DataFrame:
+    out = labs[LAB_COLUMNS].copy()
+    out["patient_id"] = out["patient_id"].astype(str)
+    out["analyte"] = out["analyte"].astype(str)
+    out["censor"] = out["censor"].astype(str)
+    return out.reset_index(drop=True)  # input order (the duplicate rule sorted by input position)
+
+
+def validation_report(rows_in: int, labs: pd.DataFrame, quarantine: pd.DataFrame,
+                      in_by_analyte: pd.Series, extra: dict[str, Any]) -> dict[str, Any]:
+    by_reason = quarantine["reason"].value_counts().sort_index()
+    out_by = labs["analyte"].value_counts()
+    q_code = quarantine["analyte_code"].replace("", "(unrecognised)")
+    q_by = q_code.value_counts()
+    analytes = sorted(set(in_by_analyte.index) | set(out_by.index) | set(q_by.index))
+    by_analyte = {a: {"in": int(in_by_analyte.get(a, 0)), "out": int(out_by.get(a, 0)),
+                      "quarantined": int(q_by.get(a, 0))} for a in analytes}
+    report = {
+        "rows_in": int(rows_in), "rows_out": int(len(labs)), "rows_quarantined": int(len(quarantine)),
+        "by_reason": {str(k): int(v) for k, v in by_reason.items()},
+        "by_analyte": by_analyte,
+        "reasons_explained": {k: REASONS[k] for k in by_reason.index if k in REASONS},
+        "duplicate_rule": DUPLICATE_RULE,
+    } | extra
+    if report["rows_in"] != report["rows_out"] + report["rows_quarantined"]:
+        raise AssertionError(f"ingest lost rows: {report['rows_in']} in, {report['rows_out']} out, "
+                             f"{report['rows_quarantined']} quarantined")
+    return report

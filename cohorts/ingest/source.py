@@ -1,0 +1,24 @@
+"""What every reader hands to the shared ingest: patients, events, and a stream of raw lab chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+CHUNK_ROWS = 1_000_000
+
+
+@dataclass
+class Source:
+    patients: pd.DataFrame                      # canonical patient columns (+ extras carried along)
+    events: pd.DataFrame | None                 # canonical events or None
+    lab_file: str                               # the file the lab rows come from (for quarantine)
+    lab_chunks: Callable[[], Iterator[pd.DataFrame]]  # raw chunks in the harmonise contract
+    provenance: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)   # warnings for validation.json
+    units_canonical: bool = False               # a canonical cohort folder: units are the registry's
+    passthrough: list[Path] = field(default_factory=list)  # other canonical tables, copied unchanged

@@ -1,0 +1,151 @@
+"""Open CSV, Parquet and SAS transport (.xpt) files as tables, with one clear error when that fails."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from cohorts.errors import CohortError
+
+SUFFIXES = (".csv", ".parquet", ".xpt")
+_MAGIC = {b"PAR1": "a Parquet file", b"PK\x03\x04": "a ZIP/Excel (.xlsx) file",
+          b"\xd0\xcf\x11\xe0": "an old Excel (.xls) file", b"HEADER RECORD": "a SAS transport (.xpt) file",
+          b"%PDF": "a PDF"}
+
+
+def find_table(folder: Path, name: str, required: bool = True) -> Path | None:
+    """folder/name.csv|parquet|xpt, any letter case; None (or an error) when absent."""
+    found = [p for p in sorted(folder.iterdir()) if p.is_file()
+             and p.stem.lower() == name.lower() and p.suffix.lower() in SUFFIXES] if folder.is_dir() else []
+    if len(found) > 1:
+        raise CohortError(f"Found {len(found)} files for the {name} table ({[p.name for p in found]}); "
+                          "keep exactly one", file=str(folder))
+    if found:
+        return found[0]
+    if required:
+        raise CohortError(f"No {name} table in {folder}: expected {name}.csv, {name}.parquet or {name}.xpt",
+                          file=str(folder))
+    return None
+
+
+def _what_is(head: bytes) -> str | None:
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            return what
+    return "a binary file" if b"\x00" in head else None
+
+
+def csv_header(path: Path) -> list[str]:
+    """Check the file is comma-separated UTF-8 text with a header; return the column names."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if not head.strip():
+        raise CohortError("The file is empty (not even a header row)", file=str(path))
+    what = _what_is(head)
+    if what:
+        raise CohortError(f"The file is {what}, not comma-separated text; save it as CSV (UTF-8) "
+                          "or give it the right extension", file=str(path))
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = head[:-3].decode("utf-8-sig")  # the read may have cut a character in two
+        except UnicodeDecodeError as exc:
+            raise CohortError("The file is not UTF-8 text; save it as 'CSV UTF-8'", file=str(path)) from exc
+    first = text.splitlines()[0]
+    if "," not in first:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+            if sep in first:
+                raise CohortError(f"The header row is separated by {name}, not commas; save the file "
+                                  "as comma-separated CSV", file=str(path), row=0)
+    return [c.strip() for c in next(csv.reader([first]))]
+
+
+def columns_of(path: Path) -> list[str]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return csv_header(path)
+    if suffix == ".parquet":
+        return list(_parquet(path).schema_arrow.names)
+    return list(read_xpt(path).columns)
+
+
+def _parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise CohortError("The file is empty", file=str(path))
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        what = _what_is(head) or "text or another format"
+        raise CohortError(f"The file is not a Parquet file (it looks like {what}): {exc}",
+                          file=str(path)) from exc
+
+
+def read_xpt(path: Path) -> pd.DataFrame:
+    with open(path, "rb") as fh:
+        head = fh.read(80)
+    if not head:
+        raise CohortError("The file is empty", file=str(path))
+    if not head.startswith(b"HEADER RECORD"):
+        raise CohortError("The file is not a SAS transport (XPORT v5) file; export the dataset with "
+                          "SAS XPORT, or save it as CSV", file=str(path))
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            frame = pd.read_sas(path, format="xport", encoding=encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+        except Exception as exc:
+            raise CohortError(f"Cannot read the SAS transport file: {exc}", file=str(path)) from exc
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def require(columns: list[str], required: list[str], path: Path, table: str) -> None:
+    absent = [c for c in required if c not in columns]
+    if absent:
+        raise CohortError(f"The {table} table lacks required column(s) {absent}; it has {columns}",
+                          file=str(path), column=absent[0])
+
+
+def iter_chunks(path: Path, chunk_rows: int, dtype: dict[str, object] | None = None,
+                rename: dict[str, str] | None = None) -> Iterator[pd.DataFrame]:
+    """Stream a table in chunks of rows; text columns in `dtype` stay text (no number guessing)."""
+    suffix = path.suffix.lower()
+    rename = rename or {}
+    if suffix == ".csv":
+        header = csv_header(path)
+        dtypes = {c: dtype[rename.get(c, c)] for c in header if dtype and rename.get(c, c) in dtype}
+        try:
+            reader = pd.read_csv(path, chunksize=chunk_rows, dtype=dtypes, keep_default_na=False,
+                                 na_values=[""], skipinitialspace=True, encoding="utf-8-sig",
+                                 low_memory=False)
+            for chunk in reader:
+                yield chunk.rename(columns=lambda c: rename.get(c.strip(), c.strip()))
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise CohortError(f"Cannot read the file as CSV: {exc}", file=str(path)) from exc
+    elif suffix == ".parquet":
+        pf = _parquet(path)
+        try:
+            for batch in pf.iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas().rename(columns=lambda c: rename.get(c, c))
+        except OSError as exc:
+            raise CohortError(f"The Parquet file is damaged: {exc}", file=str(path)) from exc
+    else:
+        frame = read_xpt(path).rename(columns=lambda c: rename.get(c, c))
+        for start in range(0, max(len(frame), 1), chunk_rows):
+            yield frame.iloc[start:start + chunk_rows]
+
+
+def read_all(path: Path, dtype: dict[str, object] | None = None,
+             rename: dict[str, str] | None = None) -> pd.DataFrame:
+    """A small table (patients, DM, EX, AE, ...) in one piece."""
+    chunks = list(iter_chunks(path, 1_000_000, dtype, rename))
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
