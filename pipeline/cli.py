@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--landmarks", required=True, nargs="+", help="hours since infusion, e.g. 24,48,72")
     f.add_argument("--out", type=Path, required=True)
 
+    d = sub.add_parser("describe", help="kinetics-by-grade plot and comparison with published reference numbers")
+    d.add_argument("--cohort", type=Path, required=True)
+    d.add_argument("--out", type=Path, required=True, help="folder for kinetics_by_grade.png, reference_comparison.csv")
+
     for name, text in (("train", "fit XGBoost with patient-grouped CV"),
                        ("evaluate", "metrics.json and plots from out-of-fold predictions"),
                        ("explain", "SHAP values, beeswarm plot, mean |SHAP| table"),
@@ -67,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "featurize":
         matrix = stages.featurize(args.cohort, parse_landmarks(",".join(args.landmarks)), args.out)
         print(f"{len(matrix)} patient x landmark rows ({int(matrix['eligible'].sum())} eligible) -> {args.out}")
+    elif args.command == "describe":
+        from cohorts.describe import format_comparison
+
+        table = stages.describe(args.cohort, args.out)
+        print(format_comparison(table))
+        print(f"{int(table['within_tolerance'].sum())}/{len(table)} reference statistics within tolerance -> {args.out}")
     elif args.command == "train":
         meta = stages.train()
         print(f"trained on {meta['n_patients']} patients, {meta['n_rows']} landmark rows, {meta['n_events']} events")

@@ -31,7 +31,28 @@ def simulate(patients: int, seed: int, out: Path, chunk_size: int | None = None)
     p = load_params() if (project_root() / "params.yaml").exists() else {}
     sim = p.get("simulate", {})
     mix = sim.get("therapy_mix") or {"axi-cel": 1.0}
-    return write_simulated_cohort(out, patients, seed, mix, chunk_size or int(sim.get("chunk_size", 50_000)))
+    return write_simulated_cohort(out, patients, seed, mix, chunk_size or int(sim.get("chunk_size", 20_000)),
+                                  site_mix=sim.get("site_mix"))
+
+
+def describe(cohort_dir: Path, out_dir: Path) -> pd.DataFrame:
+    """Kinetics-by-grade plot and the comparison with published reference numbers."""
+    from cohorts.describe import (
+        cohort_statistics,
+        compare_with_targets,
+        load_targets,
+        plot_kinetics_by_grade,
+    )
+    from cohorts.io import read_cohort
+
+    cohort = read_cohort(cohort_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    label = "SYNTHETIC cohort (simulator)" if cohort.provenance.get("synthetic") else f"cohort {cohort_dir.name}"
+    plot_kinetics_by_grade(cohort.labs, cohort.patients, str(out_dir / "kinetics_by_grade.png"),
+                           f"{label}: median and IQR per day, by maximum CRS grade")
+    table = compare_with_targets(cohort_statistics(cohort.labs, cohort.patients, load_targets()))
+    table.to_csv(out_dir / "reference_comparison.csv", index=False)
+    return table
 
 
 def ingest(fmt: str | None, input_path: Path | None, out: Path, chunk_rows: int | None = None) -> dict[str, Any]:
