@@ -21,7 +21,7 @@ import pandas as pd
 from cohorts.errors import CohortError
 from cohorts.ingest.source import Source
 from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
-from cohorts.ingest.times import hours_from, parse_datetimes, parse_hours
+from cohorts.ingest.times import hours_from, num, parse_datetimes, parse_hours
 from cohorts.ingest.vocab import map_analytes, vocab
 
 TEXT = {"patient_id": "string", "analyte": "string", "unit": "string", "censor": "string",
@@ -102,7 +102,7 @@ def _raw(chunk: pd.DataFrame, offset: int, infusion: pd.Series, canonical_units:
     raw = pd.DataFrame({"patient_id": chunk["patient_id"].astype("string").str.strip().to_numpy(),
                         "analyte_in": chunk["analyte"].to_numpy(), "value_in": chunk["value"].to_numpy()})
     keep_rows = canonical_units and "source_row" in chunk
-    raw["source_row"] = (pd.to_numeric(chunk["source_row"], errors="coerce").fillna(-1).astype("int64").to_numpy()
+    raw["source_row"] = (num(chunk["source_row"]).fillna(-1).astype("int64").to_numpy()
                          if keep_rows else np.arange(offset, offset + n, dtype="int64"))
     if canonical_units:
         raw["unit_in"] = map_analytes(raw["analyte_in"]).map(vocab().canonical_unit).to_numpy()
@@ -119,7 +119,7 @@ def _raw(chunk: pd.DataFrame, offset: int, infusion: pd.Series, canonical_units:
     raw["hours"] = hours.to_numpy()
     raw["time_problem"] = problem.to_numpy()
     if "resulted_hours" in chunk:
-        raw["resulted_hours"] = pd.to_numeric(chunk["resulted_hours"], errors="coerce").to_numpy(dtype=float)
+        raw["resulted_hours"] = num(chunk["resulted_hours"]).to_numpy()
     elif "resulted_datetime" in chunk and not infusion.empty:
         ts, _ = parse_datetimes(chunk["resulted_datetime"])
         raw["resulted_hours"] = hours_from(ts, raw["patient_id"], infusion)[0].to_numpy()

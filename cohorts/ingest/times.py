@@ -8,6 +8,12 @@ import pandas as pd
 HOUR = np.timedelta64(1, "h")
 
 
+def num(series: pd.Series) -> pd.Series:
+    """Numbers from any column (text, nullable ints) as plain float64; anything else NaN."""
+    out = pd.to_numeric(series, errors="coerce")
+    return pd.Series(np.asarray(out.to_numpy(dtype="float64", na_value=np.nan)), index=series.index)
+
+
 def parse_datetimes(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """ISO 8601 text -> (naive datetime64, problem '' | missing_time | imprecise_time | unparseable_time).
 
