@@ -1,7 +1,7 @@
 """scikit-learn transformer: landmark matrix → model-ready float64 features.
 
-The fitted state (analytes, baseline window, category levels, feature order) is persisted
-as JSON and shipped inside the registered model, so training and serving use one object.
+The fitted state (feature definition, category levels, feature order) is persisted as JSON
+and shipped inside the registered model, so training and serving use one object.
 """
 
 from __future__ import annotations
@@ -14,58 +14,108 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.kinetics import landmark_matrix
+from features.kinetics import (
+    CORE_ANALYTES,
+    DEFAULT_CROSS_PAIRS,
+    EVENT_TYPES,
+    FeatureSpec,
+    landmark_matrix,
+)
 
 ID_COLUMNS = ["patient_id", "landmark_hours", "eligible", "label"]
 
 
 class KineticFeatures(TransformerMixin, BaseEstimator):
-    """Turns a landmark matrix (from :func:`landmark_matrix`) into numeric model inputs.
+    """Turns a landmark matrix (from :meth:`build`) into numeric model inputs.
 
-    Categorical covariates are one-hot encoded with levels learned in `fit`; a level unseen
-    in training (another product, another disease) becomes all-zero, never an error.
+    `build` computes the landmark matrix from canonical tables (labs, patients, optional events);
+    `fit` learns the categorical levels; `transform` returns float64 columns in a fixed order.
+    Categorical covariates are one-hot encoded; a level unseen in training (another product,
+    another disease) becomes all-zero, never an error.
+
+    Input is the landmark-matrix DataFrame, not a bare numeric array: identifiers and raw
+    categorical covariates travel with it (see tests/test_transformer_checks.py for which
+    scikit-learn estimator checks therefore apply).
     """
 
-    def __init__(self, analytes: tuple[str, ...] = ("IL6", "IFNG", "CRP", "FERRITIN", "ANG2"),
+    def __init__(self, analytes: tuple[str, ...] = CORE_ANALYTES,
                  baseline_window_hours: tuple[float, float] = (-168.0, 0.0),
                  horizon_hours: float = 72.0,
                  categorical: tuple[str, ...] = ("therapy", "disease"),
-                 numeric_covariates: tuple[str, ...] = ("age_years",)) -> None:
+                 numeric_covariates: tuple[str, ...] = ("age_years",),
+                 trailing_window_hours: float = 48.0,
+                 rise_fold: float = 4.0,
+                 cross_analyte_pairs: tuple[tuple[str, str], ...] = DEFAULT_CROSS_PAIRS,
+                 covariate_analytes: tuple[str, ...] = ("TEMP_MAX",),
+                 event_types: tuple[str, ...] = EVENT_TYPES,
+                 chunk_patients: int = 50_000) -> None:
         self.analytes = analytes
         self.baseline_window_hours = baseline_window_hours
         self.horizon_hours = horizon_hours
         self.categorical = categorical
         self.numeric_covariates = numeric_covariates
+        self.trailing_window_hours = trailing_window_hours
+        self.rise_fold = rise_fold
+        self.cross_analyte_pairs = cross_analyte_pairs
+        self.covariate_analytes = covariate_analytes
+        self.event_types = event_types
+        self.chunk_patients = chunk_patients
+
+    def spec(self) -> FeatureSpec:
+        """The feature definition (validated) these parameters describe."""
+        return FeatureSpec(analytes=tuple(self.analytes),
+                           baseline_window_hours=(float(self.baseline_window_hours[0]),
+                                                  float(self.baseline_window_hours[1])),
+                           trailing_window_hours=float(self.trailing_window_hours),
+                           rise_fold=float(self.rise_fold),
+                           cross_analyte_pairs=tuple((str(a), str(b)) for a, b in self.cross_analyte_pairs),
+                           covariate_analytes=tuple(self.covariate_analytes),
+                           event_types=tuple(self.event_types))
 
     # -- building the landmark matrix from canonical tables (the same code at train and serve time)
-    def build(self, labs: pd.DataFrame, patients: pd.DataFrame, landmarks: list[float]) -> pd.DataFrame:
-        return landmark_matrix(labs, patients, landmarks, self.horizon_hours, list(self.analytes),
-                               tuple(self.baseline_window_hours),
-                               covariates=[*self.categorical, *self.numeric_covariates])
+    def build(self, labs: pd.DataFrame, patients: pd.DataFrame, landmarks: list[float],
+              events: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One row per patient × landmark: ids, eligibility, label, covariates, features.
+
+        `events=None` means no treatment record exists: treatment features are NaN (unknown),
+        never a silent "not given". Pass the (possibly empty) events table when one exists.
+        """
+        spec = self.spec()
+        return landmark_matrix(labs, patients, landmarks, self.horizon_hours, list(spec.analytes),
+                               spec.baseline_window_hours,
+                               covariates=[*self.categorical, *self.numeric_covariates], events=events,
+                               chunk_patients=int(self.chunk_patients),
+                               trailing_window_hours=spec.trailing_window_hours, rise_fold=spec.rise_fold,
+                               cross_analyte_pairs=spec.cross_analyte_pairs,
+                               covariate_analytes=spec.covariate_analytes, event_types=spec.event_types)
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> KineticFeatures:
         X = self._check_frame(X)
         self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist()) if c in X else []
                             for c in self.categorical}
-        self.kinetic_columns_ = [f"{a}__{f}" for a in self.analytes for f in _kinetic_names()]
+        self.kinetic_columns_ = self.spec().feature_names()
         self.feature_names_out_ = np.array(
             ["landmark_hours", *self.numeric_covariates, *self.kinetic_columns_,
              *[f"{c}={v}" for c in self.categorical for v in self.categories_[c]]], dtype=object)
         self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "feature_names_out_")
         X = self._check_frame(X)
-        cols: dict[str, np.ndarray] = {
-            "landmark_hours": pd.to_numeric(X["landmark_hours"], errors="coerce").to_numpy("float64")}
-        for c in (*self.numeric_covariates, *self.kinetic_columns_):
-            cols[c] = (pd.to_numeric(X[c], errors="coerce").to_numpy("float64") if c in X
-                       else np.full(len(X), np.nan))
-        for c in self.categorical:
-            values = X[c].astype(str).to_numpy() if c in X else np.full(len(X), "")
-            for v in self.categories_[c]:
-                cols[f"{c}={v}"] = (values == v).astype("float64")
+        onehot = {f"{c}={v}": (c, v) for c in self.categorical for v in self.categories_[c]}
+        as_text = {c: X[c].astype(str).to_numpy() for c in self.categorical if c in X}
+        cols: dict[str, np.ndarray] = {}
+        for name in self.feature_names_out_:
+            if name in onehot:
+                c, v = onehot[name]
+                cols[name] = ((as_text[c] == v).astype("float64") if c in as_text
+                              else np.zeros(len(X)))
+            elif name in X:
+                cols[name] = pd.to_numeric(X[name], errors="coerce").to_numpy("float64")
+            else:  # a feature the input does not carry is unknown, not zero
+                cols[name] = np.full(len(X), np.nan)
         return pd.DataFrame(cols, index=X.index)[list(self.feature_names_out_)]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -74,24 +124,36 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
 
     def _check_frame(self, X: Any) -> pd.DataFrame:
         if not isinstance(X, pd.DataFrame) or "landmark_hours" not in X:
-            raise ValueError("KineticFeatures expects the landmark matrix DataFrame from build()")
+            raise ValueError("KineticFeatures expects the landmark matrix DataFrame from build() "
+                             f"(with a 'landmark_hours' column); got {type(X).__name__}")
         return X
 
     # -- persistence (JSON, no pickle)
     def to_dict(self) -> dict[str, Any]:
         check_is_fitted(self, "feature_names_out_")
-        return {"params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()},
+        return {"params": _jsonable(self.get_params()),
                 "categories": self.categories_, "feature_names": list(self.feature_names_out_)}
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> KineticFeatures:
-        p = spec["params"]
-        obj = cls(analytes=tuple(p["analytes"]), baseline_window_hours=tuple(p["baseline_window_hours"]),
-                  horizon_hours=float(p["horizon_hours"]), categorical=tuple(p["categorical"]),
-                  numeric_covariates=tuple(p["numeric_covariates"]))
+        p = dict(spec["params"])
+        # parameters absent from an older saved model keep their defaults
+        tuples = ("analytes", "baseline_window_hours", "categorical", "numeric_covariates",
+                  "covariate_analytes", "event_types")
+        kwargs: dict[str, Any] = {k: tuple(p[k]) for k in tuples if k in p}
+        if "cross_analyte_pairs" in p:
+            kwargs["cross_analyte_pairs"] = tuple(tuple(pair) for pair in p["cross_analyte_pairs"])
+        for k in ("horizon_hours", "trailing_window_hours", "rise_fold"):
+            if k in p:
+                kwargs[k] = float(p[k])
+        if "chunk_patients" in p:
+            kwargs["chunk_patients"] = int(p["chunk_patients"])
+        obj = cls(**kwargs)
         obj.categories_ = {k: list(v) for k, v in spec["categories"].items()}
-        obj.kinetic_columns_ = [f"{a}__{f}" for a in obj.analytes for f in _kinetic_names()]
         obj.feature_names_out_ = np.array(spec["feature_names"], dtype=object)
+        onehots = {f"{c}={v}" for c, vs in obj.categories_.items() for v in vs}
+        obj.kinetic_columns_ = [f for f in spec["feature_names"]
+                                if f not in onehots and f not in ("landmark_hours", *obj.numeric_covariates)]
         obj.n_features_in_ = None
         return obj
 
@@ -105,7 +167,9 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
             return cls.from_dict(json.load(fh))
 
 
-def _kinetic_names() -> list[str]:
-    from features.kinetics import KINETIC_FEATURES
-
-    return KINETIC_FEATURES
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value

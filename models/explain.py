@@ -16,6 +16,23 @@ FEATURE_WORDS = {
     "hours_since_last": "hours since last draw",
     "has_baseline": "baseline available (1/0)",
     "latest_censored": "latest value outside assay range (1/0)",
+    "ref_is_fallback": "no baseline: first post-infusion value used as reference (1/0)",
+    "reference_censored": "reference value outside assay range (1/0)",
+    "any_above_uloq": "above assay upper limit so far (1/0)",
+    "max_since_infusion": "highest since infusion",
+    "slope_log2_per24h": "trend over trailing window (log2 per 24 h)",
+    "hours_since_kfold_rise": "hours since first ≥k-fold rise vs baseline",
+    "auc_log2_fc_days": "area under fold-change curve (log2 × days)",
+    "given": "given before landmark (1/0)",
+    "doses": "doses before landmark",
+    "hours_since_first_dose": "hours since first dose",
+    "hours_since_last_dose": "hours since last dose",
+    # cross-analyte features name the second analyte in the suffix: two entries per analyte
+    **{key: words
+       for code, word in {"IL6": "IL-6", "IFNG": "IFN-γ", "CRP": "CRP", "FERRITIN": "ferritin",
+                          "ANG2": "Ang-2", "ANG1": "Ang-1", "IL10": "IL-10", "MCP1": "MCP-1"}.items()
+       for key, words in ((f"log2_fc_minus_{code}", f"fold change minus {word} fold change (log2)"),
+                          (f"rise_lag_vs_{code}_hours", f"rise lag behind {word} (hours)"))},
 }
 
 

@@ -23,12 +23,16 @@ def risk_band(probability: np.ndarray, edges: list[float]) -> np.ndarray:
 
 
 def predict_cohort(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFrame,
-                   landmarks: list[float], band_edges: list[float] | None = None) -> pd.DataFrame:
-    """Every input patient × landmark appears in the output, with a status."""
+                   landmarks: list[float], band_edges: list[float] | None = None,
+                   events: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every input patient × landmark appears in the output, with a status.
+
+    `events` (treatments given): None means not recorded, so treatment features are unknown (NaN).
+    """
     band_edges = band_edges or bundle.meta.get("risk_band_edges", [0.1, 0.3])
     serving_patients = patients.drop(columns=[c for c in ("crs_max_grade", "crs_onset_hours")
                                               if c in patients], errors="ignore")
-    matrix = bundle.features.build(labs, serving_patients, landmarks)
+    matrix = bundle.features.build(labs, serving_patients, landmarks, events=events)
     status = np.where(matrix["eligible"].to_numpy(), "scored", "already_severe").astype(object)
     any_data = pd.Series(False, index=matrix.index)
     for L in landmarks:  # one vectorised membership test per landmark

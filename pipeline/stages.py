@@ -18,11 +18,19 @@ def _features_from_params(p: dict[str, Any]):
     from features.transformer import KineticFeatures
 
     f = p["featurize"]
+    d = KineticFeatures()  # keys absent from params.yaml keep the transformer's defaults
     return KineticFeatures(analytes=tuple(f["analytes"]),
                            baseline_window_hours=tuple(float(x) for x in f["baseline_window_hours"]),
                            horizon_hours=float(f["horizon_hours"]),
                            categorical=tuple(f["categorical_covariates"]),
-                           numeric_covariates=tuple(f["numeric_covariates"]))
+                           numeric_covariates=tuple(f["numeric_covariates"]),
+                           trailing_window_hours=float(f.get("trailing_window_hours", d.trailing_window_hours)),
+                           rise_fold=float(f.get("rise_fold", d.rise_fold)),
+                           cross_analyte_pairs=tuple(tuple(x) for x in f.get("cross_analyte_pairs",
+                                                                              d.cross_analyte_pairs)),
+                           covariate_analytes=tuple(f.get("covariate_analytes", d.covariate_analytes)),
+                           event_types=tuple(f.get("event_types", d.event_types)),
+                           chunk_patients=int(f.get("chunk_patients", d.chunk_patients)))
 
 
 def simulate(patients: int, seed: int, out: Path, chunk_size: int | None = None) -> dict[str, int]:
@@ -103,7 +111,7 @@ def featurize(cohort_dir: Path, landmarks: list[float], out: Path) -> pd.DataFra
 
     cohort = read_cohort(cohort_dir)
     features = _features_from_params(load_params())
-    matrix = features.build(cohort.labs, cohort.patients, landmarks)
+    matrix = features.build(cohort.labs, cohort.patients, landmarks, events=cohort.events)
     out.parent.mkdir(parents=True, exist_ok=True)
     matrix.to_parquet(out, index=False)
     return matrix

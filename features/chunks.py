@@ -1,0 +1,102 @@
+"""Big cohorts in patient chunks: read, featurize and write without holding the whole cohort.
+
+A canonical cohort folder (labs.parquet, patients.parquet, optional events.parquet) is read one
+patient chunk at a time: patients are sorted by id, and chunk k reads only the lab and event
+rows whose patient_id lies in that chunk's id range. The range filter is pushed down to the
+Parquet reader, so a file grouped by patient (as `crs simulate` and most extracts write it)
+reads only the row groups it needs; any other file is still read correctly, one filtered scan
+per chunk. Output rows are identical to the in-memory build (tested), in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+LAB_READ_COLUMNS = ["patient_id", "analyte", "hours_since_infusion", "value", "censor", "resulted_hours"]
+
+
+def iter_cohort_chunks(folder: Path | str, chunk_patients: int = 50_000,
+                       analytes: list[str] | None = None,
+                       validate: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]]:
+    """Yield (labs, patients, events) per chunk of `chunk_patients` patients, in patient-id order.
+
+    `analytes` limits the lab rows read (the featurizer needs only its own). `validate` runs
+    the canonical-table checks on each chunk, as `read_cohort` does on a whole cohort.
+    `events` is None when the folder has no events.parquet (treatments not recorded).
+    """
+    import pyarrow.dataset as ds
+
+    from cohorts.schema import canonical_events, canonical_labs, canonical_patients
+
+    folder = Path(folder)
+    patients = pd.read_parquet(folder / "patients.parquet")
+    if validate:
+        patients = canonical_patients(patients, file=str(folder / "patients.parquet"))
+    patients = patients.assign(patient_id=patients["patient_id"].astype(str))
+    patients = patients.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
+    labs_ds = ds.dataset(folder / "labs.parquet", format="parquet")
+    columns = [c for c in LAB_READ_COLUMNS if c in labs_ds.schema.names]
+    events_path = folder / "events.parquet"
+    events_ds = ds.dataset(events_path, format="parquet") if events_path.exists() else None
+    ids = patients["patient_id"]
+    for first in range(0, len(patients), chunk_patients):
+        stop = min(first + chunk_patients, len(patients))
+        in_range = (ds.field("patient_id") >= ids.iloc[first]) & (ds.field("patient_id") <= ids.iloc[stop - 1])
+        lab_filter = in_range if analytes is None else in_range & ds.field("analyte").isin(list(analytes))
+        labs = labs_ds.to_table(filter=lab_filter, columns=columns).to_pandas()
+        if validate:
+            labs = canonical_labs(labs, file=str(folder / "labs.parquet"))
+        events = None
+        if events_ds is not None:
+            events = events_ds.to_table(filter=in_range).to_pandas()
+            if validate:
+                events = canonical_events(events, file=str(events_path))
+        yield labs, patients.iloc[first:stop].reset_index(drop=True), events
+
+
+def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmarks: list[float],
+                     chunk_patients: int | None = None, validate: bool = True) -> dict[str, int]:
+    """Stream the landmark matrix of a cohort folder to one Parquet file, chunk by chunk.
+
+    `features` is a KineticFeatures (its `build` makes each chunk). Peak memory is one chunk's
+    tables and matrix plus the patients table, whatever the cohort size.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chunk = int(chunk_patients or features.chunk_patients)
+    codes = [*features.analytes, *features.covariate_analytes]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    writer = None
+    counts = {"patients": 0, "lab_rows": 0, "rows": 0}
+    try:
+        for labs, patients, events in iter_cohort_chunks(folder, chunk, codes, validate):
+            matrix = features.build(labs, patients, landmarks, events=events)
+            table = pa.Table.from_pandas(matrix, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            counts["patients"] += len(patients)
+            counts["lab_rows"] += len(labs)
+            counts["rows"] += len(matrix)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # no patients at all: still a valid (empty) matrix
+        features.build(pd.DataFrame(columns=LAB_READ_COLUMNS), pd.DataFrame({"patient_id": []}),
+                       landmarks).to_parquet(tmp, index=False)
+    tmp.replace(out)
+    return counts
+
+
+def labs_row_count(folder: Path | str) -> int:
+    """Rows in labs.parquet, from the file footer (no data read)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(Path(folder) / "labs.parquet").metadata.num_rows)
