@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from cohorts.ingest.times import HOUR, num, parse_datetimes
+from cohorts.ingest.times import HOUR, num, parse_datetimes, plausible_years
 from cohorts.ingest.vocab import _map_uniques
 from pipeline.paths import reference_dir
 
@@ -53,7 +53,7 @@ def clock_hours(raw: pd.Series, patient_ids: pd.Series, infusion: pd.Series,
     is_date = (problem == "imprecise_time").to_numpy()
     if is_date.any():
         day = pd.to_datetime(raw.astype("string").str.strip().str[:10], format="%Y-%m-%d", errors="coerce")
-        day = day.astype("datetime64[ns]")
+        day = plausible_years(day)
         shift = pd.Timedelta(hours=23, minutes=59) if date_only == "end" else pd.Timedelta(0)
         ts = ts.copy()
         ts[is_date] = (day[is_date] + shift).to_numpy()

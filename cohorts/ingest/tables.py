@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,14 +49,14 @@ def csv_header(path: Path) -> list[str]:
     if what:
         raise CohortError(f"The file is {what}, not comma-separated text; save it as CSV (UTF-8) "
                           "or give it the right extension", file=str(path))
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            text = head[:-3].decode("utf-8-sig")  # the read may have cut a character in two
-        except UnicodeDecodeError as exc:
-            raise CohortError("The file is not UTF-8 text; save it as 'CSV UTF-8'", file=str(path)) from exc
-    first = text.splitlines()[0]
+    try:  # incremental: a full 64 KiB read may have cut the last character in two
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=len(head) < 65536)
+    except UnicodeDecodeError as exc:
+        raise CohortError("The file is not UTF-8 text; save it as 'CSV UTF-8'", file=str(path)) from exc
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise CohortError("The file has no header row", file=str(path))
+    first = lines[0]
     if "," not in first:
         for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
             if sep in first:

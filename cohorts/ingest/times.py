@@ -14,6 +14,13 @@ def num(series: pd.Series) -> pd.Series:
     return pd.Series(np.asarray(out.to_numpy(dtype="float64", na_value=np.nan)), index=series.index)
 
 
+def plausible_years(ts: pd.Series) -> pd.Series:
+    """Dates outside 1900-2199 (e.g. '0.0' read as year 0) become NaT; the rest datetime64[ns]."""
+    year = ts.dt.year
+    ts = ts.mask((year < 1900) | (year > 2199))
+    return ts.astype("datetime64[ns]")
+
+
 def parse_datetimes(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """ISO 8601 text -> (naive datetime64, problem '' | missing_time | imprecise_time | unparseable_time).
 
@@ -32,7 +39,7 @@ def parse_datetimes(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
         ts = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    ts = ts.astype("datetime64[ns]")
+    ts = plausible_years(ts)
     problem = pd.Series("", index=raw.index, dtype=object)
     problem[(ts.isna().to_numpy()) & ~blank] = "unparseable_time"
     short = (text.str.len() < 16).fillna(False).to_numpy() & ~blank & ts.notna().to_numpy()
