@@ -229,21 +229,22 @@ def _segments(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def analyte_block(labs: SortedLabs, rows: slice, first_patient: int, n_patients: int,
                   landmark_hours: float, spec: FeatureSpec) -> np.ndarray:
-    """Float64 array [len(KINETIC_FEATURES), n_patients, n_codes] for patients [first, first + n) at L.
+    """Float64 array [n_codes, len(KINETIC_FEATURES), n_patients] for patients [first, first + n) at L.
 
-    Feature-major, so that writing one feature for all segments is one contiguous scatter.
+    Laid out so that one analyte's features are consecutive rows of the chunk's output: no
+    transpose afterwards, and each feature is one scatter into the flat array.
     """
     L = float(landmark_hours)
     lo, hi = spec.baseline_window_hours
     n_codes, nf = labs.n_codes, len(KINETIC_FEATURES)
-    out = np.full((nf, n_patients * n_codes), np.nan)
+    out = np.full((n_codes, nf, n_patients), np.nan)
     for name in ZERO_WHEN_ABSENT & set(KINETIC_FEATURES):
-        out[_F[name]] = 0.0
+        out[:, _F[name], :] = 0.0
     m = labs.avail[rows] <= L
     key = labs.key[rows][m]
     n = key.size
     if n == 0:
-        return out.reshape(nf, n_patients, n_codes)
+        return out
     t, y, v, c = labs.t[rows][m], labs.log2v[rows][m], labs.value[rows][m], labs.censor[rows][m]
     starts, cnt = _segments(key)
     last = starts + cnt - 1
@@ -320,28 +321,31 @@ def analyte_block(labs: SortedLabs, rows: slice, first_patient: int, n_patients:
         "auc_log2_fc_days": auc,
     }
     g = key[starts] - first_patient * n_codes
+    base = (g % n_codes) * (nf * n_patients) + g // n_codes  # flat position of feature 0
+    flat = out.reshape(-1)
     for j, f in enumerate(KINETIC_FEATURES):
-        out[j, g] = cols[f]
-    return out.reshape(nf, n_patients, n_codes)
+        flat[base + j * n_patients] = cols[f]
+    return out
 
 
 def event_block(events: SortedEvents, rows: slice, first_patient: int, n_patients: int,
                 landmark_hours: float) -> np.ndarray:
-    """[len(EVENT_FEATURES), n_patients, n_types] for patients [first, first + n) at L."""
+    """[n_types, len(EVENT_FEATURES), n_patients] for patients [first, first + n) at L."""
     n_types, nf = events.n_types, len(EVENT_FEATURES)
-    out = np.full((nf, n_patients * n_types), np.nan)
-    out[0:2] = 0.0  # an events table was supplied: no record = not given
+    out = np.full((n_types, nf, n_patients), np.nan)
+    out[:, 0:2, :] = 0.0  # an events table was supplied: no record = not given
     key, t = events.key[rows], events.t[rows]
     m = t <= landmark_hours  # given at or before L; anything later never counts
     key, t = key[m], t[m]
     if key.size:
         starts, cnt = _segments(key)
         g = key[starts] - first_patient * n_types
-        out[0, g] = 1.0
-        out[1, g] = cnt
-        out[2, g] = landmark_hours - t[starts]
-        out[3, g] = landmark_hours - t[starts + cnt - 1]
-    return out.reshape(nf, n_patients, n_types)
+        e, p = g % n_types, g // n_types
+        out[e, 0, p] = 1.0
+        out[e, 1, p] = cnt
+        out[e, 2, p] = landmark_hours - t[starts]
+        out[e, 3, p] = landmark_hours - t[starts + cnt - 1]
+    return out
 
 
 def features_for_chunk(labs: SortedLabs, events: SortedEvents | None, first: int, stop: int,
@@ -353,20 +357,20 @@ def features_for_chunk(labs: SortedLabs, events: SortedEvents | None, first: int
     n = stop - first
     blk = analyte_block(labs, labs.rows_of_patients(first, stop), first, n, landmark_hours, spec)
     na = len(spec.analytes)
-    parts = [blk[:, :, :na].transpose(2, 0, 1).reshape(-1, n)]
+    parts = [blk[:na].reshape(-1, n)]
     cov_idx = [_F[f] for f in COVARIATE_ANALYTE_FEATURES]
-    parts.append(blk[cov_idx][:, :, na:].transpose(2, 0, 1).reshape(-1, n))
+    parts.append(blk[na:][:, cov_idx, :].reshape(-1, n))
     pos = {a: i for i, a in enumerate(spec.analytes)}
     fc, rise = _F["log2_fc"], _F["hours_since_kfold_rise"]
     for a, b in spec.pairs:
-        parts.append(np.stack([blk[fc, :, pos[a]] - blk[fc, :, pos[b]],
-                               blk[rise, :, pos[b]] - blk[rise, :, pos[a]]]))  # t_rise(a) - t_rise(b)
+        parts.append(np.stack([blk[pos[a], fc] - blk[pos[b], fc],
+                               blk[pos[b], rise] - blk[pos[a], rise]]))  # t_rise(a) - t_rise(b)
     if spec.event_types:
         if events is None:
             parts.append(np.full((len(spec.event_columns()), n), np.nan))
         else:
             ev = event_block(events, events.rows_of_patients(first, stop), first, n, landmark_hours)
-            parts.append(ev.transpose(2, 0, 1).reshape(-1, n))
+            parts.append(ev.reshape(-1, n))
     return np.concatenate(parts, axis=0)
 
 

@@ -118,6 +118,11 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                 cols[name] = np.full(len(X), np.nan)
         return pd.DataFrame(cols, index=X.index)[list(self.feature_names_out_)]
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN is data here: "not measured before L"
+        return tags
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
         return self.feature_names_out_.copy()

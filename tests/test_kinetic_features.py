@@ -255,12 +255,18 @@ def test_no_labs_and_no_events_still_give_rows():
 
 def test_routine_labs_only_cohort_is_scored(small_cohort):
     """No cytokines anywhere (CRP, ferritin, temperature only): features and probabilities, no error."""
+    import xgboost as xgb
+
+    from models.bundle import ModelBundle
     from models.predict import predict_cohort
-    from models.train import train_model
 
     kf = KineticFeatures()
     matrix = kf.build(small_cohort.labs, small_cohort.patients, [24.0, 48.0])
-    bundle, _ = train_model(matrix, kf, {"n_estimators": 20, "max_depth": 3}, n_folds=3, seed=1)
+    rows = matrix[matrix["eligible"] & matrix["label"].notna()]
+    X = kf.fit(rows).transform(rows)
+    dm = xgb.DMatrix(X.to_numpy("float64"), label=rows["label"].to_numpy(), feature_names=list(X.columns))
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1, "seed": 1}, dm, 20)
+    bundle = ModelBundle(booster, kf, {"method": "sigmoid", "slope": 1.0, "intercept": 0.0}, {})
     routine = small_cohort.labs[small_cohort.labs["analyte"].isin(["CRP", "FERRITIN", "TEMP_MAX"])]
     out = predict_cohort(bundle, routine, small_cohort.patients, [24.0, 48.0])
     scored = out[out["status"] == "scored"]
