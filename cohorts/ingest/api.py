@@ -20,7 +20,6 @@ from cohorts.ingest.reconcile import (
     validation_report,
 )
 from cohorts.ingest.source import CHUNK_ROWS, Source
-from cohorts.ingest.vocab import map_analytes
 from cohorts.io import Cohort
 from cohorts.schema import canonical_events, canonical_patients
 
@@ -64,9 +63,7 @@ def ingest(fmt: str, path: Path | str, window_hours: tuple[float, float] = DEFAU
     for raw in source.lab_chunks():
         part = harmonise_chunk(raw, source.lab_file, known, window_hours, offset=rows_in)
         rows_in += len(raw)
-        in_counts.append(map_analytes(raw["analyte_in"]).fillna("(unrecognised)").value_counts()
-                         if "analyte" not in raw else
-                         raw["analyte"].fillna("(unrecognised)").value_counts())
+        in_counts.append(part.counts_in)
         labs_parts.append(part.labs)
         q_parts.append(part.quarantine)
         unit_parts.append(part.labs[["patient_id", "analyte", "unit_key"]].drop_duplicates())

@@ -47,6 +47,7 @@ DEFAULT_WINDOW_HOURS = (-720.0, 8760.0)  # 30 days before to one year after infu
 class Chunk:
     labs: pd.DataFrame        # canonical columns + unit_key (for the mixed-unit check)
     quarantine: pd.DataFrame
+    counts_in: pd.Series      # input rows per analyte code ('(unrecognised)' for unknown names)
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -65,7 +66,7 @@ def quarantine_frame(raw: pd.DataFrame, file: str, reason: pd.Series, code: pd.S
         "time": _text(raw["time_in"]).to_numpy(),
         "value": _text(raw["value_in"]).to_numpy(),
         "unit": _text(raw["unit_in"]).to_numpy(),
-        "analyte_code": code.fillna("").astype(str).to_numpy(),
+        "analyte_code": code.astype(object).where(code.notna(), "").astype(str).to_numpy(),
         "reason": reason.astype(str).to_numpy(),
         "detail": (detail.astype(str).to_numpy() if detail is not None
                    else reason.map(REASONS).fillna("").to_numpy()),
@@ -90,17 +91,21 @@ def harmonise_chunk(raw: pd.DataFrame, file: str, known_patients: pd.Index | Non
         m = np.asarray(mask, dtype=bool) & (reason == "")
         reason[m] = name
 
-    pid = raw["patient_id"].astype("string").str.strip()
+    pid = raw["patient_id"]
+    if not pd.api.types.is_string_dtype(pid.dtype) or pid.dtype == object:
+        pid = pid.astype("str")
+    pid = pid.str.strip()
     flag((pid.isna() | (pid == "")).to_numpy(), "no_patient_id")
     if known_patients is not None:
         flag(~pid.isin(known_patients).fillna(False).to_numpy(), "unknown_patient")
     if "analyte" in raw:
-        code = raw["analyte"].astype(object).where(raw["analyte"].notna(), None)
-        missing = code.isna()
+        code = raw["analyte"].astype("str")
+        missing = code.isna().to_numpy()
         if missing.any():
             code[missing] = map_analytes(raw.loc[missing, "analyte_in"])
     else:
         code = map_analytes(raw["analyte_in"])
+    counts_in = code.fillna("(unrecognised)").value_counts()
     flag(code.isna().to_numpy(), "unknown_analyte")
     value, censor, vproblem = parse_values(raw["value_in"])
     for name in ("missing_value", "unparseable_value"):
@@ -129,15 +134,16 @@ def harmonise_chunk(raw: pd.DataFrame, file: str, known_patients: pd.Index | Non
         censor = censor.where(censor != "", given.astype(object))
 
     ok = reason == ""
+    censor_code = np.where(censor.to_numpy() == "<", 1, np.where(censor.to_numpy() == ">", 2, 0))[ok]
     labs = pd.DataFrame({
-        "patient_id": pid[ok].astype(str).to_numpy(),
-        "analyte": code[ok].astype(str).to_numpy(),
+        "patient_id": pid[ok].reset_index(drop=True),
+        "analyte": code[ok].reset_index(drop=True),
         "hours_since_infusion": hours[ok].to_numpy(dtype="float64"),
         "value": canon[ok].to_numpy(dtype="float64"),
-        "censor": censor[ok].astype(str).to_numpy(),
+        "censor": pd.array(["", "<", ">"], dtype="str").take(censor_code),
         "resulted_hours": resulted[ok].to_numpy(dtype="float64"),
         "source_row": raw["source_row"][ok].astype("int64").to_numpy(),
-        "unit_key": ukey[ok].astype(str).to_numpy(),
+        "unit_key": ukey[ok].reset_index(drop=True),
         "_seq": np.flatnonzero(ok) + offset,  # position in the input, for the duplicate rule
     })
     bad = ~ok
@@ -145,10 +151,10 @@ def harmonise_chunk(raw: pd.DataFrame, file: str, known_patients: pd.Index | Non
     detail = reasons.map(REASONS)
     unit_bad = (reasons == "unknown_unit").to_numpy()
     if unit_bad.any():
-        codes = code[bad][unit_bad]
+        codes = code[bad][unit_bad].astype(object)
         accepted = codes.map(lambda c: ", ".join(v.units.get(c, [])))
         detail[unit_bad] = ("unit " + _text(raw["unit_in"][bad][unit_bad]).map(repr).to_numpy()
                             + " is not accepted for " + codes.astype(str).to_numpy()
                             + " (accepted: " + accepted.to_numpy() + ")")
     quarantine = quarantine_frame(raw[bad], file, reasons, code[bad].reset_index(drop=True), detail)
-    return Chunk(labs, quarantine)
+    return Chunk(labs, quarantine, counts_in)

@@ -99,32 +99,33 @@ def open_long(folder: Path, chunk_rows: int) -> Source:
 
 def _raw(chunk: pd.DataFrame, offset: int, infusion: pd.Series, canonical_units: bool) -> pd.DataFrame:
     n = len(chunk)
-    raw = pd.DataFrame({"patient_id": chunk["patient_id"].astype("string").str.strip().to_numpy(),
-                        "analyte_in": chunk["analyte"].to_numpy(), "value_in": chunk["value"].to_numpy()})
+    chunk = chunk.reset_index(drop=True)
+    raw = pd.DataFrame({"patient_id": chunk["patient_id"], "analyte_in": chunk["analyte"],
+                        "value_in": chunk["value"]})
     keep_rows = canonical_units and "source_row" in chunk
     raw["source_row"] = (num(chunk["source_row"]).fillna(-1).astype("int64").to_numpy()
                          if keep_rows else np.arange(offset, offset + n, dtype="int64"))
     if canonical_units:
-        raw["unit_in"] = map_analytes(raw["analyte_in"]).map(vocab().canonical_unit).to_numpy()
+        raw["unit_in"] = map_analytes(raw["analyte_in"]).map(vocab().canonical_unit)
     else:
-        raw["unit_in"] = chunk["unit"].to_numpy()
+        raw["unit_in"] = chunk["unit"]
     if "hours_since_infusion" in chunk:
         hours, problem = parse_hours(chunk["hours_since_infusion"])
-        raw["time_in"] = chunk["hours_since_infusion"].to_numpy()
+        raw["time_in"] = chunk["hours_since_infusion"]
     else:
         ts, problem = parse_datetimes(chunk["datetime"])
-        hours, p2 = hours_from(ts, chunk["patient_id"].astype("string").str.strip(), infusion)
+        hours, p2 = hours_from(ts, chunk["patient_id"].astype("str").str.strip(), infusion)
         problem = problem.where(problem != "", p2)
-        raw["time_in"] = chunk["datetime"].to_numpy()
+        raw["time_in"] = chunk["datetime"]
     raw["hours"] = hours.to_numpy()
     raw["time_problem"] = problem.to_numpy()
     if "resulted_hours" in chunk:
         raw["resulted_hours"] = num(chunk["resulted_hours"]).to_numpy()
     elif "resulted_datetime" in chunk and not infusion.empty:
         ts, _ = parse_datetimes(chunk["resulted_datetime"])
-        raw["resulted_hours"] = hours_from(ts, raw["patient_id"], infusion)[0].to_numpy()
+        raw["resulted_hours"] = hours_from(ts, raw["patient_id"].astype("str").str.strip(), infusion)[0].to_numpy()
     if "censor" in chunk:
-        raw["censor_in"] = chunk["censor"].to_numpy()
+        raw["censor_in"] = chunk["censor"]
     return raw
 
 

@@ -57,21 +57,17 @@ def mixed_units(unit_pairs: pd.DataFrame) -> dict[str, Any]:
 
 def no_baseline(labs: pd.DataFrame, patients: pd.Series) -> dict[str, int]:
     """Per core analyte: patients with results for it but none at or before infusion (hour 0)."""
-    out = {}
-    for code in core_analytes():
-        sub = labs.loc[labs["analyte"] == code, ["patient_id", "hours_since_infusion"]]
-        if sub.empty:
-            continue
-        first = sub.groupby("patient_id", observed=True)["hours_since_infusion"].min()
-        out[code] = int((first > 0).sum())
-    return out
+    core = labs[labs["analyte"].isin(core_analytes()).to_numpy()]
+    first = core.groupby(["analyte", "patient_id"], observed=True, sort=False)["hours_since_infusion"].min()
+    late = (first > 0).groupby(level=0, observed=True).sum()
+    return {code: int(late[code]) for code in core_analytes() if code in late.index}
 
 
 def canonical_lab_table(labs: pd.DataFrame) -> pd.DataFrame:
     out = labs[LAB_COLUMNS].copy()
-    out["patient_id"] = out["patient_id"].astype(str)
-    out["analyte"] = out["analyte"].astype(str)
-    out["censor"] = out["censor"].astype(str)
+    for col in ("patient_id", "analyte", "censor"):
+        if out[col].dtype != "str":
+            out[col] = out[col].astype("str")
     return out.reset_index(drop=True)  # input order (the duplicate rule sorted by input position)
 
 

@@ -25,19 +25,25 @@ def parse_values(raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
         problem[value.isna().to_numpy()] = "missing_value"
         problem[np.isinf(value.to_numpy())] = "unparseable_value"
         return value, censor, problem
-    text = raw.astype("string").str.strip()
-    value = pd.to_numeric(text, errors="coerce").astype("float64")
-    blank = text.isna() | (text == "")
-    rest = (value.isna() & ~blank).to_numpy()
-    if rest.any():
-        parts = text[rest].str.extract(_PATTERN)
-        num = parts["num"]
-        ambiguous = num.str.contains(r",\d{3}$", regex=True, na=False)
-        parsed = pd.to_numeric(num.str.replace(",", ".", regex=False), errors="coerce")
-        parsed[ambiguous.to_numpy()] = np.nan
-        value[rest] = parsed.to_numpy(dtype="float64", na_value=np.nan)
-        op = parts["op"].fillna("")
-        censor[rest] = np.where(op.isin(["<", "<=", "≤"]), "<", np.where(op.isin([">", ">=", "≥"]), ">", ""))
+    value = pd.to_numeric(raw, errors="coerce").astype("float64")  # fast path: plain numbers
+    todo = value.isna().to_numpy()
+    blank = np.zeros(len(raw), dtype=bool)
+    if todo.any():
+        text = raw[todo].astype("string").str.strip()
+        sub_blank = (text.isna() | (text == "")).to_numpy()
+        blank[todo] = sub_blank
+        rest = np.flatnonzero(todo)[~sub_blank]
+        if len(rest):
+            parts = text[~sub_blank].str.extract(_PATTERN)
+            num = parts["num"]
+            ambiguous = num.str.contains(r",\d{3}$", regex=True, na=False)
+            parsed = pd.to_numeric(num.str.replace(",", ".", regex=False), errors="coerce")
+            parsed[ambiguous.to_numpy()] = np.nan
+            value.iloc[rest] = parsed.to_numpy(dtype="float64", na_value=np.nan)
+            op = parts["op"].fillna("")
+            censor.iloc[rest] = np.where(op.isin(["<", "<=", "≤"]), "<",
+                                         np.where(op.isin([">", ">=", "≥"]), ">", ""))
+    blank = pd.Series(blank, index=idx)
     problem[blank.to_numpy()] = "missing_value"
     bad = (value.isna() | np.isinf(value)).to_numpy() & ~blank.to_numpy()
     problem[bad] = "unparseable_value"

@@ -77,25 +77,43 @@ def vocab() -> Vocab:
     return _vocab(str(registry_path()))
 
 
-def _map_uniques(series: pd.Series, fn) -> pd.Series:
-    """Apply a Python function to the distinct values only (a handful), then broadcast: vectorised."""
+def _map_uniques(series: pd.Series, fn, dtype: str = "object") -> pd.Series:
+    """Apply a Python function to the distinct values only (a handful), then broadcast: vectorised.
+
+    dtype 'str' gives an Arrow string column, 'float' a float64 column (NaN for None), else object.
+    """
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    mapped = np.array([fn(u) for u in uniques] + [None], dtype=object)
-    return pd.Series(mapped[codes], index=series.index)
+    mapped = [fn(u) for u in uniques]
+    if dtype == "str":
+        arr = pd.array([None if m is None else str(m) for m in mapped] or [None], dtype="str")
+        return pd.Series(arr.take(codes, allow_fill=True), index=series.index)
+    if dtype == "float":
+        table = np.array([np.nan if m is None else float(m) for m in mapped] + [np.nan], dtype="float64")
+        return pd.Series(table[codes], index=series.index)
+    table = np.array(mapped + [None], dtype=object)
+    return pd.Series(table[codes], index=series.index)
 
 
 def map_analytes(names: pd.Series) -> pd.Series:
-    """Canonical analyte code per row, or None when the name/code is not in the registry."""
+    """Canonical analyte code per row (Arrow string), or missing when the name/code is not in the registry."""
     v = vocab()
-    return _map_uniques(names.astype("string"), lambda u: v.names.get(norm_name(u)))
+    return _map_uniques(names, lambda u: v.names.get(norm_name(u)), "str")
 
 
 def unit_keys(units: pd.Series) -> pd.Series:
-    return _map_uniques(units.astype("string"), lambda u: norm_unit(u) if str(u).strip() else None)
+    return _map_uniques(units, lambda u: norm_unit(u) if str(u).strip() else None, "str")
 
 
 def unit_factors(analytes: pd.Series, unit_norm: pd.Series) -> pd.Series:
     """Factor to the canonical unit, NaN when the unit is not accepted for that analyte."""
     v = vocab()
-    pair = analytes.astype("string").fillna("") + "\x00" + unit_norm.astype("string").fillna("")
-    return _map_uniques(pair, lambda p: v.factors.get(tuple(p.split("\x00")), np.nan)).astype(float)
+    a_codes, a_uniq = pd.factorize(analytes, use_na_sentinel=True)
+    u_codes, u_uniq = pd.factorize(unit_norm, use_na_sentinel=True)
+    width = len(u_uniq) + 1
+    pair = (a_codes + 1) * width + (u_codes + 1)  # 0 encodes a missing side
+    a_names = [None, *map(str, a_uniq)]
+    u_names = [None, *map(str, u_uniq)]
+    pair_codes, pair_uniq = pd.factorize(pair)
+    table = np.array([v.factors.get((a_names[p // width], u_names[p % width]), np.nan) for p in pair_uniq]
+                     + [np.nan], dtype="float64")
+    return pd.Series(table[pair_codes], index=analytes.index)
