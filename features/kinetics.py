@@ -427,7 +427,8 @@ def landmark_matrix(labs: pd.DataFrame, patients: pd.DataFrame, landmarks: Seque
     pats = pats.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
     rows = landmark_rows(pats, landmarks, horizon_hours)  # patient-major, landmark-minor
     arr = feature_array(labs, pats["patient_id"], landmarks, spec, events, chunk_patients)
-    feats = pd.DataFrame(arr.reshape(arr.shape[0], -1).T, columns=spec.feature_names())
+    # the [features, rows] block is what pandas stores: wrap it, don't copy it
+    feats = pd.DataFrame(arr.reshape(arr.shape[0], -1).T, columns=spec.feature_names(), copy=False)
     cov = pats.reindex(columns=covariates).iloc[np.repeat(np.arange(len(pats)), len(landmarks))]
     matrix = pd.concat([rows.reset_index(drop=True), cov.reset_index(drop=True), feats], axis=1)
     return matrix

@@ -111,7 +111,9 @@ def featurize(cohort_dir: Path, landmarks: list[float], out: Path) -> pd.DataFra
 
     cohort = read_cohort(cohort_dir)
     features = _features_from_params(load_params())
-    matrix = features.build(cohort.labs, cohort.patients, landmarks, events=cohort.events)
+    # no events.parquet = treatments not recorded: features say "unknown" (NaN), not "not given"
+    recorded = (Path(cohort_dir) / "events.parquet").exists()
+    matrix = features.build(cohort.labs, cohort.patients, landmarks, events=cohort.events if recorded else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     matrix.to_parquet(out, index=False)
     return matrix

@@ -294,3 +294,19 @@ def test_feature_spec_rejects_nonsense_and_names_are_stable():
     assert spec.cross_columns() == []  # IL-6 not featurized: no pair
     names = FeatureSpec().feature_names()
     assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 3 + 4 + 5 * 4
+
+
+def test_featurize_stage_events_file_absent_means_unknown(tmp_path, small_cohort):
+    from cohorts.io import Cohort, write_cohort
+    from pipeline import stages
+
+    patients = small_cohort.patients.head(30)
+    labs = small_cohort.labs[small_cohort.labs["patient_id"].isin(patients["patient_id"])]
+    write_cohort(Cohort(labs, patients, _events([]), {}), tmp_path / "c")
+    recorded = stages.featurize(tmp_path / "c", [24.0], tmp_path / "a.parquet")
+    assert (recorded["tocilizumab__given"] == 0).all()
+    (tmp_path / "c" / "events.parquet").unlink()
+    unrecorded = stages.featurize(tmp_path / "c", [24.0], tmp_path / "b.parquet")
+    assert unrecorded["tocilizumab__given"].isna().all()
+    event_cols = [c for c in recorded if c.split("__")[0] in EVENT_TYPES]
+    pd.testing.assert_frame_equal(recorded.drop(columns=event_cols), unrecorded.drop(columns=event_cols))
