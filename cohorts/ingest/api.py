@@ -64,9 +64,9 @@ def ingest(fmt: str, path: Path | str, window_hours: tuple[float, float] = DEFAU
         part = harmonise_chunk(raw, source.lab_file, known, window_hours, offset=rows_in)
         rows_in += len(raw)
         in_counts.append(part.counts_in)
-        labs_parts.append(part.labs)
-        q_parts.append(part.quarantine)
         unit_parts.append(part.labs[["patient_id", "analyte", "unit_key"]].drop_duplicates())
+        labs_parts.append(part.labs.drop(columns="unit_key"))
+        q_parts.append(part.quarantine)
     if rows_in == 0:
         raise CohortError("The labs table has no data rows", file=source.lab_file)
     labs = pd.concat(labs_parts, ignore_index=True) if labs_parts else pd.DataFrame()

@@ -19,17 +19,22 @@ DUPLICATE_RULE = ("rows with the same patient, analyte and hours_since_infusion:
 def drop_duplicates(labs: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep the first of each (patient, analyte, time) in input order; return (kept, quarantined)."""
     key = ["patient_id", "analyte", "hours_since_infusion"]
-    labs = labs.sort_values("_seq", kind="stable")
-    dup = labs.duplicated(key, keep="first").to_numpy()
-    if not dup.any():
+    if not labs["_seq"].is_monotonic_increasing:
+        labs = labs.sort_values("_seq", kind="stable")
+    in_group = labs.duplicated(key, keep=False).to_numpy()
+    if not in_group.any():
         return labs, empty_quarantine()
-    first_value = labs.groupby(key, sort=False, observed=True)["value"].transform("first")
-    first_row = labs.groupby(key, sort=False, observed=True)["source_row"].transform("first")
+    groups = labs[in_group]
+    dup_in_group = groups.duplicated(key, keep="first").to_numpy()
+    first_value = groups.groupby(key, sort=False, observed=True)["value"].transform("first")[dup_in_group]
+    first_row = groups.groupby(key, sort=False, observed=True)["source_row"].transform("first")[dup_in_group]
+    dup = np.zeros(len(labs), dtype=bool)
+    dup[np.flatnonzero(in_group)[dup_in_group]] = True
     d = labs[dup]
-    same = (d["value"] == first_value[dup]).to_numpy()
+    same = (d["value"].to_numpy() == first_value.to_numpy())
     reason = np.where(same, "duplicate", "conflicting_duplicate")
     detail = (pd.Series(reason).map(REASONS).to_numpy() + "; kept row "
-              + first_row[dup].astype(str).to_numpy() + " (values here in the canonical unit)")
+              + first_row.astype(str).to_numpy() + " (values here in the canonical unit)")
     q = pd.DataFrame({
         "file": file, "source_row": d["source_row"].to_numpy(),
         "patient_id": d["patient_id"].astype(str).to_numpy(), "analyte": d["analyte"].astype(str).to_numpy(),
