@@ -6,6 +6,12 @@ The input is generated (vectorised) to look like a site export: analyte names an
 write them (IL-6 / Interleukin 6, CRP in mg/dL, x10^3/uL, ...), 1% text values such as '<1.5' and
 '2,5', 0.1% unknown analytes, 0.1% duplicates. Each ingest runs in a fresh process, so its peak
 RSS is its own. Reported: seconds, lab rows/second, rows out/quarantined, peak RSS.
+
+Measured 2026-11-27 (commit d152b42), 2 vCPU Xeon, 23 GB RAM, other jobs running (load average ~3.6),
+10,000,000 rows (labs.csv 410 MiB, labs.parquet 89 MiB), 1,000,000-row chunks:
+  CSV      43.3 s   231,155 rows/s   peak RSS 2,671 MiB   9,967,511 out, 32,489 quarantined
+  Parquet  39.3 s   254,596 rows/s   peak RSS 2,670 MiB   (same rows)
+The same run while the test suite used the other core: CSV 103 s (96,869 rows/s), Parquet 40 s.
 """
 
 from __future__ import annotations
