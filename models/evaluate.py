@@ -1,4 +1,6 @@
-"""Evaluation on held-out (out-of-fold) patients, with patient-level bootstrap confidence intervals."""
+"""Evaluation on held-out patients: every measure per landmark and pooled, with patient-level
+bootstrap 95% CIs; the kinetics-vs-single-values comparison as a paired bootstrap ΔAUROC;
+decision curves; subgroups with small-count suppression."""
 
 from __future__ import annotations
 
@@ -6,74 +8,132 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
+
+from models.bootstrap import bootstrap_ci
+from models.metrics import (
+    auprc,
+    auroc,
+    brier,
+    calibration_curve,
+    calibration_slope_intercept,
+    confusion_at,
+    net_benefit,
+    net_benefit_treat_all,
+)
+
+# column in the out-of-fold table → (short name, readable name, is a probability)
+MODELS: dict[str, tuple[str, str, bool]] = {
+    "probability": ("xgb_kinetics", "XGBoost, baseline-relative kinetics (calibrated)", True),
+    "p_absolute_xgb": ("xgb_absolute", "XGBoost, absolute values only", True),
+    "p_single_value_lr": ("lr_single_value", "Logistic regression, single absolute values at L", True),
+    "p_prevalence": ("prevalence_only", "Prevalence only", True),
+    "m_easix": ("m_easix", "m-EASIX as published (LDH x CRP[mg/dL] / PLT)", False),
+    "easix": ("easix", "EASIX as published (LDH x creatinine / PLT)", False),
+}
+PRIMARY = "probability"
+COMPARATORS = ["p_single_value_lr", "p_absolute_xgb", "m_easix", "easix"]
 
 
-def _auroc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if np.unique(y).size == 2 else float("nan")
+def _present(frame: pd.DataFrame) -> list[str]:
+    return [c for c in MODELS if c in frame and frame[c].notna().any()]
 
 
-def _expand(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Concatenate ranges [start, start + size) without a Python loop."""
-    total = int(sizes.sum())
-    offsets = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return np.repeat(starts, sizes) + (np.arange(total) - offsets)
+def point_metrics(y: np.ndarray, scores: dict[str, np.ndarray], threshold: np.ndarray | None) -> dict[str, float]:
+    """Flat dict `<model>.<measure>` for one set of rows."""
+    out: dict[str, float] = {}
+    for col, s in scores.items():
+        name, _, is_prob = MODELS[col]
+        ok = ~np.isnan(s)
+        yy, ss = y[ok], s[ok]
+        out[f"{name}.auroc"] = auroc(yy, ss)
+        out[f"{name}.auprc"] = auprc(yy, ss)
+        if is_prob:
+            out[f"{name}.brier"] = brier(yy, ss)
+            if col != "p_prevalence":
+                slope, intercept = calibration_slope_intercept(yy, ss)
+                out[f"{name}.calibration_slope"], out[f"{name}.calibration_intercept"] = slope, intercept
+        if col != PRIMARY and PRIMARY in scores:
+            both = ok & ~np.isnan(scores[PRIMARY])
+            out[f"delta_auroc.xgb_kinetics_minus_{name}"] = auroc(y[both], scores[PRIMARY][both]) - auroc(y[both], s[both])
+    if threshold is not None and PRIMARY in scores:
+        for k, v in confusion_at(y, scores[PRIMARY], threshold).items():
+            out[f"xgb_kinetics.{k}_at_operating_point"] = v
+    return out
 
 
-def bootstrap_auroc(oof: pd.DataFrame, n_boot: int, seed: int) -> tuple[float, float]:
-    """95% CI resampling patients (all of a patient's landmark rows travel together)."""
-    rng = np.random.default_rng(seed)
-    codes, uniques = pd.factorize(oof["patient_id"])
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(len(uniques)))
-    sizes = np.bincount(codes, minlength=len(uniques))
-    y, p = oof["label"].to_numpy()[order], oof["probability"].to_numpy()[order]
-    stats = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(uniques), len(uniques))
-        idx = _expand(starts[pick], sizes[pick])
-        value = _auroc(y[idx], p[idx])
-        if not np.isnan(value):
-            stats.append(value)
-    if not stats:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(lo), float(hi)
+def block_metrics(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """Point estimates and patient-level bootstrap CIs for one set of rows (a landmark, or pooled)."""
+    y = frame["label"].to_numpy().astype(int)
+    cols = _present(frame)
+    scores = {c: frame[c].to_numpy(dtype="float64") for c in cols}
+    threshold = frame["threshold"].to_numpy() if "threshold" in frame else None
+    point = point_metrics(y, scores, threshold)
+    ci = bootstrap_ci(frame["patient_id"].to_numpy(),
+                      lambda r: point_metrics(y[r], {c: s[r] for c, s in scores.items()},
+                                              None if threshold is None else threshold[r]),
+                      n_boot, seed)
+    out: dict[str, Any] = {"n_rows": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()),
+                           "n_events": int(y.sum()), "prevalence": float(y.mean()) if len(y) else float("nan")}
+    for key, value in point.items():
+        out[key] = value
+        lo, hi = ci.get(key, (float("nan"), float("nan")))
+        out[f"{key}_ci_low"], out[f"{key}_ci_high"] = lo, hi
+    for col in ("m_easix", "easix"):
+        if col in frame:
+            out[f"{MODELS[col][0]}.n_rows_with_inputs"] = int(frame[col].notna().sum())
+    return out
 
 
-def evaluate_oof(oof: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
-    """Pooled and per-landmark AUROC with CIs, counts and prevalence."""
-    def block(frame: pd.DataFrame) -> dict[str, Any]:
-        y, p = frame["label"].to_numpy(), frame["probability"].to_numpy()
-        lo, hi = bootstrap_auroc(frame, n_boot, seed)
-        return {"auroc": _auroc(y, p), "auroc_ci_low": lo, "auroc_ci_high": hi,
-                "n_rows": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()),
-                "n_events": int(y.sum()), "prevalence": float(y.mean()) if len(y) else float("nan")}
+def subgroup_metrics(frame: pd.DataFrame, column: str, n_boot: int, seed: int, min_events: int) -> dict[str, Any]:
+    """Primary-model AUROC per subgroup; estimates suppressed below `min_events` events or non-events."""
+    out: dict[str, Any] = {}
+    for value, g in frame.groupby(column, sort=True):
+        y = g["label"].to_numpy().astype(int)
+        entry: dict[str, Any] = {"n_patients": int(g["patient_id"].nunique()), "n_rows": int(len(g)),
+                                 "n_events": int(y.sum())}
+        if y.sum() < min_events or (len(y) - y.sum()) < min_events:
+            entry["suppressed"] = f"fewer than {min_events} events or non-events"
+        else:
+            p = g[PRIMARY].to_numpy()
+            entry["auroc"] = auroc(y, p)
+            lo, hi = bootstrap_ci(g["patient_id"].to_numpy(), lambda r, y=y, p=p: {"a": auroc(y[r], p[r])},
+                                  n_boot, seed).get("a", (float("nan"), float("nan")))
+            entry["auroc_ci_low"], entry["auroc_ci_high"] = lo, hi
+            entry["observed_rate"] = float(y.mean())
+            entry["mean_predicted"] = float(p.mean())
+        out[str(value)] = entry
+    return out
 
-    metrics: dict[str, Any] = {"pooled": block(oof), "by_landmark": {}}
-    for L, frame in oof.groupby("landmark_hours"):
-        metrics["by_landmark"][f"{L:g}h"] = block(frame)
+
+def evaluate_predictions(oof: pd.DataFrame, n_boot: int, seed: int, min_subgroup_events: int = 10) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"pooled": block_metrics(oof, n_boot, seed), "by_landmark": {}}
+    for landmark, frame in oof.groupby("landmark_hours"):
+        metrics["by_landmark"][f"{landmark:g}h"] = block_metrics(frame, n_boot, seed)
+    metrics["subgroups"] = {c: subgroup_metrics(oof, c, n_boot, seed, min_subgroup_events)
+                            for c in ("therapy", "disease") if c in oof}
+    metrics["models"] = {MODELS[c][0]: MODELS[c][1] for c in _present(oof)}
     return metrics
 
 
-def roc_points(oof: pd.DataFrame) -> pd.DataFrame:
-    fpr, tpr, thr = roc_curve(oof["label"], oof["probability"])
-    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.clip(thr, 0, 1)})
+def decision_curve(oof: pd.DataFrame, thresholds: np.ndarray) -> pd.DataFrame:
+    y = oof["label"].to_numpy().astype(int)
+    table = pd.DataFrame({"threshold": thresholds, "treat_all": net_benefit_treat_all(y, thresholds),
+                          "treat_none": 0.0})
+    for col in _present(oof):
+        name, _, is_prob = MODELS[col]
+        if is_prob and col != "p_prevalence":
+            table[name] = net_benefit(y, oof[col].to_numpy(), thresholds)
+    return table
 
 
-def plot_roc(points: pd.DataFrame, auroc: float, path: str, cohort_label: str) -> None:
-    import matplotlib
+def curve_tables(oof: pd.DataFrame, bins: int = 10) -> dict[str, pd.DataFrame]:
+    """Plot data for the primary model: ROC, PR and calibration (DVC plots diff compares these)."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(points["fpr"], points["tpr"], label=f"XGBoost kinetics (AUROC {auroc:.3f})")
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
-    ax.set_xlabel("1 − specificity (false-positive rate)")
-    ax.set_ylabel("Sensitivity (true-positive rate)")
-    ax.set_title(f"Grade ≥3 CRS within horizon, out-of-fold ({cohort_label})")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    y, p = oof["label"].to_numpy().astype(int), oof[PRIMARY].to_numpy()
+    fpr, tpr, _ = roc_curve(y, p)
+    precision, recall, _ = precision_recall_curve(y, p)
+    mean_p, observed, count = calibration_curve(y, p, bins)
+    return {"roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+            "pr": pd.DataFrame({"recall": recall, "precision": precision}),
+            "calibration": pd.DataFrame({"mean_predicted": mean_p, "observed": observed, "n": count})}

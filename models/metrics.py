@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
 EPS = 1e-6
@@ -39,23 +38,31 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _logistic_fit(X: np.ndarray, y: np.ndarray, offset: np.ndarray, iters: int = 50) -> np.ndarray:
+    """Unpenalised logistic regression by Newton–Raphson (small, fast, no solver tolerances to tune)."""
+    beta = np.zeros(X.shape[1])
+    for _ in range(iters):
+        mu = 1 / (1 + np.exp(-np.clip(X @ beta + offset, -35, 35)))
+        grad = X.T @ (y - mu)
+        hess = X.T @ (X * (mu * (1 - mu))[:, None]) + 1e-9 * np.eye(X.shape[1])
+        step = np.linalg.solve(hess, grad)
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta
+
+
 def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """Slope: logistic regression of y on logit(p). Intercept: calibration-in-the-large,
-    the intercept of that regression with logit(p) as an offset (slope fixed at 1)."""
+    """Slope: logistic regression of y on logit(p). Intercept: calibration-in-the-large, the
+    intercept of that regression with logit(p) as an offset (slope fixed at 1). Ideal: 1 and 0."""
+    y = np.asarray(y, dtype="float64")
     if not _two_classes(y):
         return float("nan"), float("nan")
     lp = logit(p)
-    slope = LogisticRegression(C=1e8, max_iter=1000).fit(lp.reshape(-1, 1), y).coef_[0, 0]
-    # intercept with offset: one-parameter Newton iterations on a*1 + lp
-    a = 0.0
-    for _ in range(50):
-        mu = 1 / (1 + np.exp(-(a + lp)))
-        grad, hess = np.sum(y - mu), np.sum(mu * (1 - mu))
-        step = grad / max(hess, 1e-12)
-        a += step
-        if abs(step) < 1e-10:
-            break
-    return float(slope), float(a)
+    ones = np.ones((len(y), 1))
+    slope = _logistic_fit(np.column_stack([ones, lp]), y, np.zeros(len(y)))[1]
+    intercept = _logistic_fit(ones, y, lp)[0]
+    return float(slope), float(intercept)
 
 
 def threshold_for_sensitivity(y: np.ndarray, p: np.ndarray, target: float) -> float:

@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained on {meta['n_patients']} patients, {meta['n_rows']} landmark rows, {meta['n_events']} events")
     elif args.command == "evaluate":
         m = stages.evaluate()["pooled"]
-        print(f"out-of-fold AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
-              f"{m['n_patients']} patients, {m['n_events']} events")
+        print(f"held-out AUROC {m['xgb_kinetics.auroc']:.3f} (95% CI {m['xgb_kinetics.auroc_ci_low']:.3f}-"
+              f"{m['xgb_kinetics.auroc_ci_high']:.3f}), {m['n_patients']} patients, {m['n_rows']} landmark rows, "
+              f"{m['n_events']} events")
     elif args.command == "explain":
         top = stages.explain().head(5)
         print("top drivers (mean |SHAP|):\n" + top[["label", "mean_abs_shap"]].to_string(index=False))

@@ -120,6 +120,7 @@ def featurize(cohort_dir: Path, landmarks: list[float], out: Path) -> pd.DataFra
 
 
 def train(features_path: Path | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    from models.crossval import TrainConfig
     from models.train import train_model
 
     root = project_root()
@@ -127,8 +128,7 @@ def train(features_path: Path | None = None, out_dir: Path | None = None) -> dic
     features_path = features_path or root / p["paths"]["features"]
     out_dir = out_dir or root / p["paths"]["model"]
     matrix = pd.read_parquet(features_path)
-    t = p["train"]
-    bundle, oof = train_model(matrix, _features_from_params(p), t["xgboost"], int(t["n_folds"]), int(t["seed"]))
+    bundle, oof = train_model(matrix, _features_from_params(p), TrainConfig.from_params(p["train"]))
     bundle.meta["risk_band_edges"] = list(p["score"]["risk_band_edges"])
     bundle.meta["landmarks_hours"] = parse_landmarks(p["featurize"]["landmarks_hours"])
     bundle.save(out_dir)
@@ -139,22 +139,40 @@ def train(features_path: Path | None = None, out_dir: Path | None = None) -> dic
 
 
 def evaluate() -> dict[str, Any]:
-    from models.evaluate import evaluate_oof, plot_roc, roc_points
+    import numpy as np
+
+    from models.evaluate import curve_tables, decision_curve, evaluate_predictions
+    from models.model_card import render_model_card
+    from models.plots import plot_calibration, plot_decision_curve, plot_roc_pr
 
     root = project_root()
     p = load_params()
-    oof = pd.read_parquet(root / p["paths"]["oof"])
     e = p["evaluate"]
-    metrics = evaluate_oof(oof, int(e["n_bootstrap"]), int(e["seed"]))
+    oof = pd.read_parquet(root / p["paths"]["oof"])
+    metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
     prov = _provenance(root, p)
     metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
     plots = root / p["paths"]["plots"]
     plots.mkdir(parents=True, exist_ok=True)
-    points = roc_points(oof)
-    points.to_csv(plots / "roc.csv", index=False)
     label = "SYNTHETIC cohort" if prov.get("synthetic") else "held-out patients"
-    plot_roc(points, metrics["pooled"]["auroc"], str(plots / "roc.png"), label)
+    for name, table in curve_tables(oof).items():
+        table.to_csv(plots / f"{name}.csv", index=False)
+    lo, hi, step = e["decision_thresholds"]
+    dc = decision_curve(oof, np.round(np.arange(lo, hi + step / 2, step), 6))
+    dc.to_csv(plots / "decision_curve.csv", index=False)
+    plot_roc_pr(oof, str(plots / "roc.png"), str(plots / "pr.png"), label)
+    pooled = metrics["pooled"]
+    plot_calibration(curve_tables(oof)["calibration"], str(plots / "calibration.png"), label,
+                     pooled.get("xgb_kinetics.calibration_slope", float("nan")),
+                     pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
+    plot_decision_curve(dc, str(plots / "decision_curve.png"), label)
     (root / p["paths"]["metrics"]).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    meta = json.loads((root / p["paths"]["model"] / "meta.json").read_text())
+    matrix = pd.read_parquet(root / p["paths"]["features"])
+    features = json.loads((root / p["paths"]["model"] / "features.json").read_text())
+    card = render_model_card(params=p, metrics=metrics, provenance=prov, matrix=matrix,
+                             feature_names=features["feature_names"], train_meta=meta)
+    (root / p["paths"]["model_card"]).write_text(card)
     return metrics
 
 

@@ -39,7 +39,9 @@ def _small_params(project: Path) -> None:
     p = yaml.safe_load(path.read_text())
     p["simulate"]["patients"] = 300
     p["train"]["n_folds"] = 3
+    p["train"]["inner_folds"] = 2
     p["train"]["xgboost"]["n_estimators"] = 60
+    p["train"]["search_space"] = {"max_depth": [3]}
     p["evaluate"]["n_bootstrap"] = 20
     p["explain"]["max_rows"] = 200
     path.write_text(yaml.safe_dump(p, sort_keys=False))
@@ -65,9 +67,14 @@ def test_repro_writes_metrics_plots_and_lock(repro):
     project, _ = repro
     metrics = json.loads((project / "data/metrics.json").read_text())
     pooled = metrics["pooled"]
-    assert 0.5 < pooled["auroc"] <= 1.0 and pooled["auroc_ci_low"] <= pooled["auroc"]
+    auroc = pooled["xgb_kinetics.auroc"]
+    assert 0.5 < auroc <= 1.0 and pooled["xgb_kinetics.auroc_ci_low"] <= auroc <= pooled["xgb_kinetics.auroc_ci_high"]
+    assert "delta_auroc.xgb_kinetics_minus_lr_single_value" in pooled
     assert metrics["cohort"]["synthetic"] is True
-    assert (project / "data/plots/roc.png").stat().st_size > 1000
+    for png in ("roc", "pr", "calibration", "decision_curve", "cohort/kinetics_by_grade"):
+        assert (project / f"data/plots/{png}.png").stat().st_size > 1000, png
+    card = (project / "data/model_card.md").read_text()
+    assert "## Performance" in card and "SYNTHETIC" in card
     assert (project / "data/explain/shap_beeswarm.png").stat().st_size > 1000
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert {"simulate", "featurize", "train", "evaluate", "explain", "register"} <= set(lock["stages"])

@@ -4,21 +4,32 @@ import pytest
 
 from features.transformer import KineticFeatures
 from models.bundle import ModelBundle
-from models.evaluate import _expand, bootstrap_auroc, evaluate_oof
+from models.crossval import TrainConfig
+from models.evaluate import evaluate_predictions
 from models.explain import readable_name, shap_values
 from models.folds import patient_folds
 from models.model_input import from_model_input, to_model_input
 from models.predict import predict_cohort
 from models.train import train_model
 
-XGB = {"n_estimators": 40, "learning_rate": 0.1, "max_depth": 3}
+XGB = {"n_estimators": 60, "early_stopping_rounds": 10, "learning_rate": 0.2, "max_depth": 3}
+CFG = TrainConfig(xgboost=XGB, search_space={"max_depth": [2, 3]}, n_folds=3, inner_folds=2, seed=1)
 
 
 @pytest.fixture(scope="module")
-def trained(small_cohort):
+def training_cohort():
+    from cohorts.simulate import iter_chunks
+    from tests.conftest import MIX
+
+    return next(iter_chunks(1500, seed=21, therapy_mix=MIX))
+
+
+@pytest.fixture(scope="module")
+def trained(training_cohort):
     kf = KineticFeatures()
-    matrix = kf.build(small_cohort.labs, small_cohort.patients, [24.0, 48.0, 72.0])
-    bundle, oof = train_model(matrix, kf, XGB, n_folds=4, seed=1)
+    matrix = kf.build(training_cohort.labs, training_cohort.patients, [24.0, 48.0, 72.0],
+                      events=training_cohort.events)
+    bundle, oof = train_model(matrix, kf, CFG)
     return matrix, bundle, oof
 
 
@@ -35,16 +46,16 @@ def test_oof_predictions_are_out_of_fold_and_informative(trained):
     matrix, bundle, oof = trained
     assert oof["probability"].between(0, 1).all() and oof["margin"].notna().all()
     assert (oof.groupby("patient_id")["fold"].nunique() == 1).all()
-    metrics = evaluate_oof(oof, n_boot=50, seed=0)
+    metrics = evaluate_predictions(oof, n_boot=50, seed=0)
     pooled = metrics["pooled"]
-    assert pooled["auroc_ci_low"] <= pooled["auroc"] <= pooled["auroc_ci_high"]
-    assert pooled["auroc"] > 0.6  # the simulator puts real signal in the kinetics
+    assert pooled["xgb_kinetics.auroc_ci_low"] <= pooled["xgb_kinetics.auroc"] <= pooled["xgb_kinetics.auroc_ci_high"]
+    assert pooled["xgb_kinetics.auroc"] > 0.6  # the simulator puts real signal in the kinetics
     assert pooled["n_events"] == int(oof["label"].sum())
 
 
 def test_training_is_deterministic(small_cohort, trained):
     matrix, bundle, oof = trained
-    _, oof2 = train_model(matrix, KineticFeatures(), XGB, n_folds=4, seed=1)
+    _, oof2 = train_model(matrix, KineticFeatures(), CFG)
     pd.testing.assert_frame_equal(oof, oof2)
 
 
@@ -103,9 +114,10 @@ def test_readable_names():
     assert readable_name("therapy=axi-cel") == "therapy: axi-cel"
 
 
-def test_bootstrap_index_expansion_and_perfect_predictor():
-    np.testing.assert_array_equal(_expand(np.array([5, 0]), np.array([2, 3])), [5, 6, 0, 1, 2])
-    oof = pd.DataFrame({"patient_id": list("aabbccdd"), "label": [0, 0, 1, 1, 0, 0, 1, 1],
-                        "probability": [0.1, 0.2, 0.9, 0.8, 0.3, 0.1, 0.7, 0.95]})
-    lo, hi = bootstrap_auroc(oof, 100, seed=0)
-    assert lo == hi == 1.0
+def test_baselines_share_the_folds_and_are_honest(trained):
+    _, _, oof = trained
+    for col in ("p_single_value_lr", "p_absolute_xgb", "p_prevalence"):
+        assert oof[col].between(0, 1).all(), col
+    # prevalence-only is a constant per outer fold: the training part's event rate
+    assert (oof.groupby("fold")["p_prevalence"].nunique() == 1).all()
+    assert oof["threshold"].notna().all() and (oof.groupby("fold")["threshold"].nunique() == 1).all()

@@ -1,0 +1,127 @@
+"""Model card in Markdown, following the TRIPOD+AI (BMJ 2024) headings. Every value comes from
+the run (params, metrics, cohort provenance); nothing is typed in by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+HEADINGS = [
+    "Intended use", "Source of data", "Eligibility", "Treatments received", "Outcome",
+    "Predictors and their timing", "Sample size and events", "Missing data", "Model and tuning",
+    "Class imbalance", "Performance", "Calibration", "Clinical utility", "Fairness by subgroup",
+    "Limitations",
+]
+
+
+def _ci(block: dict[str, Any], key: str, digits: int = 3) -> str:
+    value = block.get(key)
+    if value is None or value != value:
+        return "not estimable"
+    lo, hi = block.get(f"{key}_ci_low"), block.get(f"{key}_ci_high")
+    if lo is None or lo != lo:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} (95% CI {lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def _words(settings: dict[str, Any]) -> str:
+    """{'max_depth': [3, 5]} -> 'max_depth 3 or 5' (no braces in the card)."""
+    if not settings:
+        return "the fixed settings only"
+    parts = []
+    for key, value in settings.items():
+        value = " or ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
+
+def performance_table(metrics: dict[str, Any]) -> str:
+    rows = ["| rows | model | AUROC | AUPRC | Brier |", "|---|---|---|---|---|"]
+    blocks = {"pooled": metrics["pooled"], **{f"landmark {k}": v for k, v in metrics["by_landmark"].items()}}
+    for label, block in blocks.items():
+        for name in metrics.get("models", {}):
+            if f"{name}.auroc" not in block:
+                continue
+            brier = _ci(block, f"{name}.brier") if f"{name}.brier" in block else "n/a (not a probability)"
+            rows.append(f"| {label} | {name} | {_ci(block, f'{name}.auroc')} | {_ci(block, f'{name}.auprc')} | {brier} |")
+    return "\n".join(rows)
+
+
+def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], provenance: dict[str, Any],
+                      matrix: pd.DataFrame, feature_names: list[str], train_meta: dict[str, Any]) -> str:
+    f, t = params["featurize"], params["train"]
+    pooled = metrics["pooled"]
+    synthetic = bool(provenance.get("synthetic"))
+    source = (f"SYNTHETIC cohort from the crs-predict simulator version {provenance.get('simulator_version')} "
+              f"(seed {provenance.get('seed')}, {provenance.get('patients')} patients). It is not patient data; "
+              "no clinical validity is claimed." if synthetic else
+              f"Real cohort read from {provenance.get('path', 'an unnamed source')} "
+              f"(format {provenance.get('format', 'canonical tables')}).")
+    eligible = matrix[matrix["eligible"]]
+    analytes = list(f["analytes"]) + list(f.get("covariate_analytes", []))
+    missing_lines = []
+    for a in analytes:
+        col = f"{a}__n_draws"
+        if col in eligible:
+            share = float((eligible[col] == 0).mean())
+            base = f"{a}__has_baseline"
+            no_base = f", no pre-infusion baseline in {float((eligible[base] == 0).mean()):.0%}" if base in eligible else ""
+            missing_lines.append(f"- {a}: no result available at the landmark in {share:.0%} of eligible rows{no_base}.")
+    op = {k.split(".", 1)[1]: v for k, v in pooled.items() if k.startswith("xgb_kinetics.") and "operating_point" in k
+          and not k.endswith(("_ci_low", "_ci_high"))}
+    op_text = ", ".join(f"{k.replace('_at_operating_point', '')} {_ci(pooled, 'xgb_kinetics.' + k)}" for k in op)
+    deltas = [k for k in pooled if k.startswith("delta_auroc.") and not k.endswith(("_ci_low", "_ci_high"))]
+    delta_text = "\n".join(f"- {k.removeprefix('delta_auroc.').replace('_', ' ')}: {_ci(pooled, k)}" for k in deltas)
+    subgroup_lines = []
+    for column, groups in metrics.get("subgroups", {}).items():
+        for value, g in groups.items():
+            est = g.get("suppressed") or (f"AUROC {g['auroc']:.3f} (95% CI {g['auroc_ci_low']:.3f}–{g['auroc_ci_high']:.3f}),"
+                                          f" observed {g['observed_rate']:.3f} vs mean predicted {g['mean_predicted']:.3f}")
+            subgroup_lines.append(f"| {column} | {value} | {g['n_patients']} | {g['n_events']} | {est} |")
+    sections = {
+        "Intended use": "Research and methods development: ranking patients by risk of severe (grade ≥3) cytokine "
+                        "release syndrome after CAR T-cell or bispecific therapy, at fixed landmark times, from "
+                        "serial blood biomarkers. Not a medical device; not for treatment decisions.",
+        "Source of data": source,
+        "Eligibility": f"Patient × landmark rows at landmarks {f['landmarks_hours']} hours after infusion; a row "
+                       "is eligible when grade ≥3 CRS has not been reached by the landmark.",
+        "Treatments received": "Therapies in the cohort: "
+                               + ", ".join(sorted(matrix["therapy"].dropna().astype(str).unique()))
+                               + ". Tocilizumab, corticosteroids and vasopressors given before a landmark are "
+                                 "predictors (tocilizumab raises serum IL-6).",
+        "Outcome": f"Grade ≥3 CRS (ASTCT 2019 scale in the simulated cohort) first reached within "
+                   f"{f['horizon_hours']} hours after the landmark: (L, L + {f['horizon_hours']} h].",
+        "Predictors and their timing": f"{len(feature_names)} features, using only results drawn and resulted "
+                                       "at or before the landmark: per analyte baseline, latest value, fold change "
+                                       "vs baseline, serial ratios, slopes, time since rise, counts; clinical "
+                                       "covariates; treatments before the landmark. Analytes: " + ", ".join(analytes) + ".",
+        "Sample size and events": f"{pooled['n_patients']} patients, {pooled['n_rows']} eligible landmark rows, "
+                                  f"{pooled['n_events']} rows with the outcome (prevalence {pooled['prevalence']:.3f}).",
+        "Missing data": "Absent analytes stay missing (XGBoost routes them natively) with explicit indicators; no "
+                        "value is imputed for the primary model.\n" + "\n".join(missing_lines),
+        "Model and tuning": f"XGBoost (hist), {t['n_folds']} outer patient-grouped stratified folds; hyperparameters "
+                            f"from the grid ({_words(t.get('search_space', {}))}) chosen on {t.get('inner_folds', 3)} inner folds "
+                            f"with early stopping on inner validation patients only; {t.get('calibration', 'sigmoid')} "
+                            f"calibration on inner out-of-fold margins. Final model: {train_meta.get('n_rounds')} "
+                            f"rounds, chosen {_words(train_meta.get('chosen_params', {}))}.",
+        "Class imbalance": "No resampling or class weights (they distort calibration); the operating point is "
+                           f"chosen on training folds for sensitivity ≥ {t.get('target_sensitivity', 0.9)}.",
+        "Performance": "Held-out (outer-fold) patients, patient-level bootstrap 95% CIs "
+                       f"({params['evaluate']['n_bootstrap']} resamples).\n\n" + performance_table(metrics)
+                       + "\n\nKinetics vs comparators (paired bootstrap ΔAUROC):\n" + (delta_text or "- not computed"),
+        "Calibration": f"Calibration slope {_ci(pooled, 'xgb_kinetics.calibration_slope')}, intercept "
+                       f"{_ci(pooled, 'xgb_kinetics.calibration_intercept')} (ideal 1 and 0). See calibration.png.",
+        "Clinical utility": f"At the operating point: {op_text or 'not computed'}. Decision curve: decision_curve.png.",
+        "Fairness by subgroup": "| by | group | patients | events | estimate |\n|---|---|---|---|---|\n"
+                                + "\n".join(subgroup_lines),
+        "Limitations": ("Trained and evaluated on SIMULATED data whose kinetics are assumptions grounded in "
+                        "published summaries; performance on real cohorts is unknown and expected to be lower "
+                        "(external validation typically loses about 10 points). " if synthetic else "")
+                       + "Grading scales differ between trials; send-out cytokines are often unavailable at the "
+                         "landmark; internal validation only unless run with `crs evaluate --model --cohort`.",
+    }
+    body = [f"# Model card: severe CRS (grade ≥3) risk — {'SYNTHETIC data' if synthetic else 'real cohort'}", ""]
+    for heading in HEADINGS:
+        body += [f"## {heading}", "", sections[heading], ""]
+    return "\n".join(body)

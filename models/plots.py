@@ -1,0 +1,88 @@
+"""PNG figures people look at: ROC, precision–recall, calibration, decision curve. Axis labels with units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.evaluate import MODELS, PRIMARY
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    _pyplot().close(fig)
+
+
+def plot_roc_pr(oof: pd.DataFrame, roc_path: str, pr_path: str, cohort_label: str) -> None:
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from models.metrics import auprc, auroc
+
+    plt = _pyplot()
+    y = oof["label"].to_numpy().astype(int)
+    fig_roc, ax_roc = plt.subplots(figsize=(6, 5.5))
+    fig_pr, ax_pr = plt.subplots(figsize=(6, 5.5))
+    for col, (_, label, _) in MODELS.items():
+        if col not in oof or oof[col].isna().all() or col == "p_prevalence":
+            continue
+        ok = oof[col].notna().to_numpy()
+        s = oof.loc[ok, col].to_numpy()
+        fpr, tpr, _ = roc_curve(y[ok], s)
+        precision, recall, _ = precision_recall_curve(y[ok], s)
+        width = 2.2 if col == PRIMARY else 1.2
+        ax_roc.plot(fpr, tpr, lw=width, label=f"{label} ({auroc(y[ok], s):.2f})")
+        ax_pr.plot(recall, precision, lw=width, label=f"{label} ({auprc(y[ok], s):.2f})")
+    ax_roc.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
+    ax_roc.set_xlabel("1 − specificity (false-positive rate)")
+    ax_roc.set_ylabel("sensitivity (true-positive rate)")
+    ax_roc.set_title(f"ROC, held-out patients — {cohort_label}", fontsize=10)
+    ax_roc.legend(fontsize=7, loc="lower right", title="model (AUROC)")
+    ax_pr.axhline(y.mean(), ls="--", color="grey", lw=1, label=f"prevalence {y.mean():.3f}")
+    ax_pr.set_xlabel("recall (sensitivity)")
+    ax_pr.set_ylabel("precision (PPV)")
+    ax_pr.set_title(f"Precision–recall, held-out patients — {cohort_label}", fontsize=10)
+    ax_pr.legend(fontsize=7, loc="upper right", title="model (AUPRC)")
+    _save(fig_roc, roc_path)
+    _save(fig_pr, pr_path)
+
+
+def plot_calibration(calibration: pd.DataFrame, path: str, cohort_label: str, slope: float, intercept: float) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    top = float(max(calibration["mean_predicted"].max(), calibration["observed"].max(), 0.05)) * 1.1
+    ax.plot([0, top], [0, top], "--", color="grey", lw=1, label="ideal")
+    ax.plot(calibration["mean_predicted"], calibration["observed"], "o-",
+            label=f"XGBoost kinetics (slope {slope:.2f}, intercept {intercept:.2f})")
+    ax.set_xlabel("predicted probability of grade ≥3 CRS within horizon")
+    ax.set_ylabel("observed proportion with grade ≥3 CRS")
+    ax.set_title(f"Calibration by decile of predicted risk — {cohort_label}", fontsize=10)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_decision_curve(table: pd.DataFrame, path: str, cohort_label: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    names = {v[0]: v[1] for v in MODELS.values()}
+    for col in table.columns[1:]:
+        style = {"treat_all": dict(color="grey", ls="--"), "treat_none": dict(color="black", lw=0.8)}.get(col, {})
+        ax.plot(table["threshold"], table[col], label=names.get(col, col.replace("_", " ")), **style)
+    floor = float(np.nanmax(table.drop(columns="threshold").to_numpy()))
+    ax.set_ylim(-0.02, max(floor * 1.15, 0.02))
+    ax.set_xlabel("threshold probability (risk at which one would act)")
+    ax.set_ylabel("net benefit (true positives per patient, harm-adjusted)")
+    ax.set_title(f"Decision curve — {cohort_label}", fontsize=10)
+    ax.legend(fontsize=7)
+    _save(fig, path)

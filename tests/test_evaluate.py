@@ -1,0 +1,68 @@
+import numpy as np
+import pandas as pd
+
+from models.evaluate import decision_curve, evaluate_predictions
+from models.model_card import HEADINGS, render_model_card
+
+
+def _oof(n_patients=300, seed=0):
+    """Toy held-out table: 3 landmark rows per patient, a score with real signal, two comparators."""
+    rng = np.random.default_rng(seed)
+    pid = np.repeat([f"P{i}" for i in range(n_patients)], 3)
+    y = (rng.random(pid.size) < 0.15).astype(int)
+    logit = -2 + 2.0 * y + rng.standard_normal(pid.size)
+    p = 1 / (1 + np.exp(-logit))
+    return pd.DataFrame({
+        "patient_id": pid, "landmark_hours": np.tile([24.0, 48.0, 72.0], n_patients), "label": y,
+        "fold": np.repeat(np.arange(n_patients) % 3, 3), "therapy": np.repeat(rng.choice(["a", "b", "c"], n_patients), 3),
+        "disease": "LBCL", "margin": logit, "probability": p, "threshold": 0.1,
+        "p_single_value_lr": 1 / (1 + np.exp(-(-2 + 0.8 * y + rng.standard_normal(pid.size)))),
+        "p_absolute_xgb": np.nan, "m_easix": np.exp(rng.standard_normal(pid.size) + 0.5 * y), "easix": np.nan,
+        "p_prevalence": 0.15,
+    })
+
+
+def test_metrics_structure_ci_and_paired_delta():
+    metrics = evaluate_predictions(_oof(), n_boot=60, seed=1, min_subgroup_events=5)
+    pooled = metrics["pooled"]
+    for key in ("xgb_kinetics.auroc", "xgb_kinetics.auprc", "xgb_kinetics.brier", "xgb_kinetics.calibration_slope",
+                "xgb_kinetics.sensitivity_at_operating_point", "delta_auroc.xgb_kinetics_minus_lr_single_value"):
+        assert pooled[f"{key}_ci_low"] <= pooled[key] <= pooled[f"{key}_ci_high"], key
+    assert pooled["delta_auroc.xgb_kinetics_minus_lr_single_value_ci_low"] > 0  # strong vs weak score
+    assert "xgb_absolute.auroc" not in pooled           # an all-missing comparator is left out, not invented
+    assert "m_easix.brier" not in pooled                # a published score is not a probability
+    assert set(metrics["by_landmark"]) == {"24h", "48h", "72h"}
+    assert set(metrics["subgroups"]["therapy"]) == {"a", "b", "c"}
+
+
+def test_small_subgroups_are_suppressed():
+    oof = _oof(60)
+    metrics = evaluate_predictions(oof, n_boot=20, seed=1, min_subgroup_events=1000)
+    for entry in metrics["subgroups"]["therapy"].values():
+        assert "suppressed" in entry and "auroc" not in entry and entry["n_events"] >= 0
+
+
+def test_decision_curve_reference_lines():
+    oof = _oof()
+    table = decision_curve(oof, np.array([0.05, 0.1, 0.2]))
+    prevalence = oof["label"].mean()
+    np.testing.assert_allclose(table["treat_all"], prevalence - (1 - prevalence) * table["threshold"] / (1 - table["threshold"]))
+    assert (table["treat_none"] == 0).all() and "xgb_kinetics" in table
+
+
+def test_model_card_has_every_heading_and_no_placeholder():
+    oof = _oof()
+    metrics = evaluate_predictions(oof, n_boot=20, seed=1, min_subgroup_events=5)
+    params = {"featurize": {"landmarks_hours": "24,48,72", "horizon_hours": 72, "analytes": ["IL6", "CRP"]},
+              "train": {"n_folds": 3, "inner_folds": 2, "search_space": {"max_depth": [3]}, "calibration": "sigmoid",
+                        "target_sensitivity": 0.9},
+              "evaluate": {"n_bootstrap": 20}}
+    matrix = oof.assign(eligible=True, **{"IL6__n_draws": 1.0, "IL6__has_baseline": 0.0})
+    card = render_model_card(params=params, metrics=metrics, provenance={"synthetic": True, "simulator_version": "0.2.0",
+                                                                          "seed": 1, "patients": 300},
+                             matrix=matrix, feature_names=["a", "b"], train_meta={"n_rounds": 10, "chosen_params": {}})
+    for heading in HEADINGS:
+        assert f"## {heading}\n" in card
+    for placeholder in ("TODO", "TBD", "nan", "None", "{", "?"):
+        assert placeholder not in card, placeholder
+    assert "SYNTHETIC" in card
