@@ -71,7 +71,7 @@ def columns_of(path: Path) -> list[str]:
         return csv_header(path)
     if suffix == ".parquet":
         return list(_parquet(path).schema_arrow.names)
-    return list(read_xpt(path).columns)
+    return [str(c) for c in _xpt_reader(path, 1).columns]
 
 
 def _parquet(path: Path):
@@ -89,7 +89,7 @@ def _parquet(path: Path):
                           file=str(path)) from exc
 
 
-def read_xpt(path: Path) -> pd.DataFrame:
+def _xpt_reader(path: Path, chunk_rows: int):
     with open(path, "rb") as fh:
         head = fh.read(80)
     if not head:
@@ -97,16 +97,38 @@ def read_xpt(path: Path) -> pd.DataFrame:
     if not head.startswith(b"HEADER RECORD"):
         raise CohortError("The file is not a SAS transport (XPORT v5) file; export the dataset with "
                           "SAS XPORT, or save it as CSV", file=str(path))
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            frame = pd.read_sas(path, format="xport", encoding=encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-        except Exception as exc:
-            raise CohortError(f"Cannot read the SAS transport file: {exc}", file=str(path)) from exc
-    frame.columns = [str(c) for c in frame.columns]
-    return frame
+    try:
+        return pd.read_sas(path, format="xport", encoding="utf-8", chunksize=chunk_rows)
+    except Exception as exc:  # pandas raises several types for a damaged transport file
+        raise CohortError(f"Cannot read the SAS transport file: {exc}", file=str(path)) from exc
+
+
+def iter_xpt(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Stream a SAS transport file in chunks (text decoded as UTF-8, else Latin-1)."""
+    reader = _xpt_reader(path, chunk_rows)
+    yielded = False
+    try:
+        for chunk in reader:
+            chunk.columns = [str(c) for c in chunk.columns]
+            yielded = True
+            yield chunk
+    except UnicodeDecodeError as exc:
+        if yielded:
+            raise CohortError("The SAS transport file mixes text encodings (not UTF-8 throughout)",
+                              file=str(path)) from exc
+        reader = pd.read_sas(path, format="xport", encoding="latin-1", chunksize=chunk_rows)
+        for chunk in reader:
+            chunk.columns = [str(c) for c in chunk.columns]
+            yield chunk
+    except CohortError:
+        raise
+    except Exception as exc:
+        raise CohortError(f"Cannot read the SAS transport file: {exc}", file=str(path)) from exc
+
+
+def read_xpt(path: Path) -> pd.DataFrame:
+    chunks = list(iter_xpt(path, 1_000_000))
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
 
 
 def require(columns: list[str], required: list[str], path: Path, table: str) -> None:
@@ -140,9 +162,8 @@ def iter_chunks(path: Path, chunk_rows: int, dtype: dict[str, object] | None = N
         except OSError as exc:
             raise CohortError(f"The Parquet file is damaged: {exc}", file=str(path)) from exc
     else:
-        frame = read_xpt(path).rename(columns=lambda c: rename.get(c, c))
-        for start in range(0, max(len(frame), 1), chunk_rows):
-            yield frame.iloc[start:start + chunk_rows]
+        for chunk in iter_xpt(path, chunk_rows):
+            yield chunk.rename(columns=lambda c: rename.get(c, c))
 
 
 def read_all(path: Path, dtype: dict[str, object] | None = None,
