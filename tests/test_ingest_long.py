@@ -105,6 +105,7 @@ def test_parquet_and_csv_give_the_same_tables(tmp_path):
     ("header_only", "no data rows"),
     ("no_time", "hours_since_infusion"),
     ("duplicate_patient", "appears more than once"),
+    ("text_grade", "crs_max_grade must be a number"),
 ])
 def test_unreadable_input_is_refused_with_one_clear_message(tmp_path, problem, needle):
     folder = write_long(tmp_path / "in", labs([("P1", "IL-6", 0, 5.0, "pg/mL")]), PATIENTS)
@@ -123,6 +124,8 @@ def test_unreadable_input_is_refused_with_one_clear_message(tmp_path, problem, n
         pd.read_csv(path).drop(columns="hours_since_infusion").to_csv(path, index=False)
     elif problem == "duplicate_patient":
         pd.concat([PATIENTS, PATIENTS]).to_csv(folder / "patients.csv", index=False)
+    elif problem == "text_grade":
+        PATIENTS.assign(crs_max_grade=["3", "grade two"]).to_csv(folder / "patients.csv", index=False)
     with pytest.raises(CohortError) as err:
         ingest("long", folder)
     assert needle in str(err.value) and "file" in str(err.value)
@@ -151,3 +154,11 @@ def test_simulated_cohort_passes_through_unchanged(tmp_path):
     pd.testing.assert_frame_equal(out.labs[cols], sim[cols].astype({"analyte": str}), check_dtype=False)
     assert np.array_equal(out.labs["source_row"], np.arange(len(sim)))
     assert out.provenance["synthetic"] is True and out.provenance["ingest"]["format"] == "long"
+
+
+def test_help_lists_ingest():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pipeline", "ingest", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--format" in out.stdout and "--input" in out.stdout

@@ -42,6 +42,7 @@ def _patients(path: Path) -> tuple[pd.DataFrame, pd.Series]:
     if blank.any():
         raise CohortError("A patient has a blank patient_id", file=str(path),
                           row=int(np.flatnonzero(blank.to_numpy())[0]), column="patient_id")
+    _check_numbers(patients, path)
     infusion = pd.Series(dtype="datetime64[ns]")
     if "infusion_datetime" in patients:
         ts, problem = parse_datetimes(patients["infusion_datetime"])
@@ -53,6 +54,27 @@ def _patients(path: Path) -> tuple[pd.DataFrame, pd.Series]:
                               row=i, column="infusion_datetime")
         infusion = pd.Series(ts.to_numpy(), index=patients["patient_id"].astype(str)).dropna()
     return patients, infusion
+
+
+NUMERIC_PATIENT_COLUMNS = {"age_years": (0, 120), "weight_kg": (1, 400), "tumor_burden": (-1e9, 1e9),
+                           "crs_max_grade": (0, 5), "crs_onset_hours": (-720, 8760),
+                           "severe_onset_hours": (-720, 8760)}
+
+
+def _check_numbers(patients: pd.DataFrame, path: Path) -> None:
+    """Text or impossible numbers in a numeric patient column stop the ingest at the first bad cell."""
+    for col, (lo, hi) in NUMERIC_PATIENT_COLUMNS.items():
+        if col not in patients:
+            continue
+        raw = patients[col]
+        value = num(raw)
+        blank = raw.isna() | (raw.astype("string").str.strip() == "")
+        bad = (value.isna() & ~blank) | (value < lo) | (value > hi)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CohortError(f"{col} must be a number from {lo:g} to {hi:g} (or blank if unknown); found "
+                              f"{raw.iloc[i]!r} for patient {patients['patient_id'].iloc[i]!r}",
+                              file=str(path), row=i, column=col)
 
 
 def open_long(folder: Path, chunk_rows: int) -> Source:
