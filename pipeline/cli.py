@@ -41,9 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--cohort", type=Path, required=True)
     d.add_argument("--out", type=Path, required=True, help="folder for kinetics_by_grade.png, reference_comparison.csv")
 
-    for name, text in (("train", "fit XGBoost with patient-grouped CV"),
-                       ("evaluate", "metrics.json and plots from out-of-fold predictions"),
-                       ("explain", "SHAP values, beeswarm plot, mean |SHAP| table"),
+    sub.add_parser("train", help=f"nested patient-grouped CV of the model and its baselines ({STAGE_HELP})")
+    ev = sub.add_parser("evaluate", help=f"held-out metrics, plots and model card ({STAGE_HELP}); with --model "
+                                         "and --cohort: external validation of a trained model on another cohort")
+    ev.add_argument("--model", default=None, help="model URI, e.g. models:/severe-crs@champion")
+    ev.add_argument("--cohort", type=Path, default=None, help="cohort folder (canonical) or input path with --format")
+    ev.add_argument("--format", choices=["long", "sdtm", "omop"], default=None)
+    ev.add_argument("--landmarks", default=None, help="hours since infusion (default: the model's landmarks)")
+    ev.add_argument("--out", type=Path, default=Path("external_validation"), help="folder for metrics and plots")
+    for name, text in (("explain", "SHAP values, beeswarm plot, mean |SHAP| table"),
                        ("register", "log the run to MLflow and register the model")):
         sub.add_parser(name, help=f"{text} ({STAGE_HELP})")
 
@@ -80,6 +86,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "train":
         meta = stages.train()
         print(f"trained on {meta['n_patients']} patients, {meta['n_rows']} landmark rows, {meta['n_events']} events")
+    elif args.command == "evaluate" and (args.model or args.cohort):
+        if not (args.model and args.cohort):
+            from cohorts.errors import CohortError
+
+            raise CohortError("External validation needs both --model and --cohort")
+        landmarks = parse_landmarks(args.landmarks) if args.landmarks else None
+        m = stages.evaluate_external(args.model, args.cohort, args.format, args.out, landmarks)["pooled"]
+        print(f"external AUROC {m['xgb_kinetics.auroc']:.3f} (95% CI {m['xgb_kinetics.auroc_ci_low']:.3f}-"
+              f"{m['xgb_kinetics.auroc_ci_high']:.3f}), calibration slope {m['xgb_kinetics.calibration_slope']:.2f}, "
+              f"{m['n_patients']} patients, {m['n_events']} events -> {args.out}")
     elif args.command == "evaluate":
         m = stages.evaluate()["pooled"]
         print(f"held-out AUROC {m['xgb_kinetics.auroc']:.3f} (95% CI {m['xgb_kinetics.auroc_ci_low']:.3f}-"

@@ -176,6 +176,53 @@ def evaluate() -> dict[str, Any]:
     return metrics
 
 
+def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_dir: Path,
+                      landmarks: list[float] | None = None) -> dict[str, Any]:
+    """`crs evaluate --model URI --cohort PATH`: the same metrics and plots on another cohort."""
+    import mlflow
+    import numpy as np
+
+    from cohorts.io import read_cohort
+    from models.evaluate import curve_tables, decision_curve, evaluate_predictions
+    from models.external import external_predictions, load_bundle
+    from models.plots import plot_calibration, plot_decision_curve, plot_roc_pr
+    from pipeline.paths import tracking_uri
+
+    p = load_params()
+    e = p["evaluate"]
+    if fmt is None:
+        cohort = read_cohort(cohort_path)
+    else:
+        from cohorts.ingest import ingest as run_ingest
+
+        cohort = run_ingest(fmt, cohort_path).cohort
+    mlflow.set_tracking_uri(tracking_uri())
+    bundle = load_bundle(model_uri)
+    landmarks = landmarks or list(bundle.meta.get("landmarks_hours") or parse_landmarks(p["featurize"]["landmarks_hours"]))
+    table = external_predictions(bundle, cohort, landmarks)
+    metrics = evaluate_predictions(table, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
+    metrics["model_uri"] = model_uri
+    metrics["cohort"] = {"path": str(cohort_path), "format": fmt or "canonical",
+                         "synthetic": bool(cohort.provenance.get("synthetic", False))}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    label = f"external: {cohort_path.name}" + (" (SYNTHETIC)" if metrics["cohort"]["synthetic"] else "")
+    curves = curve_tables(table)
+    for name, frame in curves.items():
+        frame.to_csv(out_dir / f"{name}.csv", index=False)
+    lo, hi, step = e["decision_thresholds"]
+    dc = decision_curve(table, np.round(np.arange(lo, hi + step / 2, step), 6))
+    dc.to_csv(out_dir / "decision_curve.csv", index=False)
+    plot_roc_pr(table, str(out_dir / "roc.png"), str(out_dir / "pr.png"), label)
+    pooled = metrics["pooled"]
+    plot_calibration(curves["calibration"], str(out_dir / "calibration.png"), label,
+                     pooled.get("xgb_kinetics.calibration_slope", float("nan")),
+                     pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
+    plot_decision_curve(dc, str(out_dir / "decision_curve.png"), label)
+    table.to_parquet(out_dir / "predictions.parquet", index=False)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
 def explain() -> pd.DataFrame:
     from models.bundle import ModelBundle
     from models.explain import mean_abs_shap, plot_beeswarm, shap_values
@@ -249,7 +296,8 @@ def register() -> dict[str, Any]:
     result = log_and_register(
         root=root, model_name=r["model_name"], alias=r["alias"], experiment=r["experiment"],
         bundle_dir=root / p["paths"]["model"], params=p, metrics=flat,
-        artifacts=[root / p["paths"]["metrics"], root / p["paths"]["plots"], root / p["paths"]["explain"]],
+        artifacts=[root / p["paths"]["metrics"], root / p["paths"]["model_card"], root / p["paths"]["plots"],
+                   root / p["paths"]["explain"]],
         tags=tags, input_example=example)
     out = root / p["paths"]["registration"]
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

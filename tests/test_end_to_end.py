@@ -140,3 +140,21 @@ def test_crs_score_cli_on_registered_model(repro, tmp_path):
 
     scores = pd.read_csv(tmp_path / "s.csv")
     assert len(scores) == 14 and scores["patient_id"].nunique() == 7
+
+
+def test_external_validation_on_another_simulated_cohort(repro, tmp_path):
+    project, env = repro
+    crs = str(Path(sys.executable).parent / "crs")
+    subprocess.run([crs, "simulate", "--patients", "400", "--seed", "99", "--out", str(tmp_path / "c")],
+                   cwd=project, env=env, check=True, capture_output=True)
+    done = subprocess.run([crs, "evaluate", "--model", "models:/severe-crs@champion", "--cohort", str(tmp_path / "c"),
+                           "--out", str(tmp_path / "ext")], cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ext" / "metrics.json").read_text())
+    pooled = metrics["pooled"]
+    assert pooled["n_patients"] <= 400 and 0.0 <= pooled["xgb_kinetics.auroc"] <= 1.0
+    assert (tmp_path / "ext" / "calibration.png").exists() and metrics["cohort"]["synthetic"] is True
+    bad = subprocess.run([crs, "evaluate", "--model", "models:/no-such-model@champion", "--cohort",
+                          str(tmp_path / "c"), "--out", str(tmp_path / "bad")], cwd=project, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Cannot load model" in bad.stderr and "Traceback" not in bad.stderr
