@@ -59,16 +59,18 @@ def iter_cohort_chunks(folder: Path | str, chunk_patients: int = 50_000,
 
 
 def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmarks: list[float],
-                     chunk_patients: int | None = None, validate: bool = True) -> dict[str, int]:
+                     chunk_patients: int = 50_000, validate: bool = True) -> dict[str, int]:
     """Stream the landmark matrix of a cohort folder to one Parquet file, chunk by chunk.
 
-    `features` is a KineticFeatures (its `build` makes each chunk). Peak memory is one chunk's
-    tables and matrix plus the patients table, whatever the cohort size.
+    `features` is a KineticFeatures (its `build` makes each chunk, computing in its own smaller
+    `chunk_patients` slices). `chunk_patients` here is the read size: Parquet row groups hold
+    many patients, so reading fewer, larger chunks decodes each row group about once. Peak
+    memory is one read chunk's tables and matrix plus the patients table, whatever the cohort size.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    chunk = int(chunk_patients or features.chunk_patients)
+    chunk = int(chunk_patients)
     codes = [*features.analytes, *features.covariate_analytes]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -240,12 +240,13 @@ def analyte_block(labs: SortedLabs, rows: slice, first_patient: int, n_patients:
     out = np.full((n_codes, nf, n_patients), np.nan)
     for name in ZERO_WHEN_ABSENT & set(KINETIC_FEATURES):
         out[:, _F[name], :] = 0.0
-    m = labs.avail[rows] <= L
-    key = labs.key[rows][m]
-    n = key.size
+    # rows available at L, in sorted order; one index array + take is ~3x faster than 5 masks
+    keep = np.flatnonzero(labs.avail[rows] <= L)
+    n = keep.size
     if n == 0:
         return out
-    t, y, v, c = labs.t[rows][m], labs.log2v[rows][m], labs.value[rows][m], labs.censor[rows][m]
+    key, t, y = labs.key[rows].take(keep), labs.t[rows].take(keep), labs.log2v[rows].take(keep)
+    v, c = labs.value[rows].take(keep), labs.censor[rows].take(keep)
     starts, cnt = _segments(key)
     last = starts + cnt - 1
     idx = np.arange(n)
@@ -385,7 +386,7 @@ def _spec(analytes: Sequence[str], baseline_window_hours: tuple[float, float], *
 
 
 def feature_array(labs: pd.DataFrame, patient_ids: pd.Series, landmarks: Sequence[float], spec: FeatureSpec,
-                  events: pd.DataFrame | None = None, chunk_patients: int = 50_000) -> np.ndarray:
+                  events: pd.DataFrame | None = None, chunk_patients: int = 10_000) -> np.ndarray:
     """[n_features, n_patients, n_landmarks] for `patient_ids` in the given order."""
     sl = encode_labs(labs, patient_ids, spec.codes)
     se = encode_events(events, patient_ids, spec.event_types) if events is not None else None
@@ -411,7 +412,7 @@ def landmark_matrix(labs: pd.DataFrame, patients: pd.DataFrame, landmarks: Seque
                     horizon_hours: float, analytes: Sequence[str],
                     baseline_window_hours: tuple[float, float],
                     covariates: list[str] | None = None, events: pd.DataFrame | None = None,
-                    chunk_patients: int = 50_000, **options) -> pd.DataFrame:
+                    chunk_patients: int = 10_000, **options) -> pd.DataFrame:
     """patient_id, landmark_hours, eligible, label, covariates and features: one row per patient × landmark.
 
     Rows are sorted by (patient_id, landmark_hours). `options` are the other FeatureSpec fields

@@ -48,7 +48,7 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                  cross_analyte_pairs: tuple[tuple[str, str], ...] = DEFAULT_CROSS_PAIRS,
                  covariate_analytes: tuple[str, ...] = ("TEMP_MAX",),
                  event_types: tuple[str, ...] = EVENT_TYPES,
-                 chunk_patients: int = 50_000) -> None:
+                 chunk_patients: int = 10_000) -> None:
         self.analytes = analytes
         self.baseline_window_hours = baseline_window_hours
         self.horizon_hours = horizon_hours
