@@ -157,11 +157,12 @@ def encode_labs(labs: pd.DataFrame, patient_ids: pd.Series | np.ndarray, codes: 
     a = _index_in(labs["analyte"], list(codes))
     keep = a >= 0  # drop other analytes first: the patient hashing then sees only the rows we use
     p = _index_in(labs["patient_id"], patient_ids, keep)
-    a = a[keep]
-    t = labs["hours_since_infusion"].to_numpy(dtype="float64", na_value=np.nan)[keep]
-    v = labs["value"].to_numpy(dtype="float64", na_value=np.nan)[keep]
+    rows = np.flatnonzero(keep)  # one index array + take: cheaper than a boolean mask per column
+    a = a.take(rows)
+    t = labs["hours_since_infusion"].to_numpy(dtype="float64", na_value=np.nan).take(rows)
+    v = labs["value"].to_numpy(dtype="float64", na_value=np.nan).take(rows)
     if "resulted_hours" in labs:
-        res = labs["resulted_hours"].to_numpy(dtype="float64", na_value=np.nan)[keep]
+        res = labs["resulted_hours"].to_numpy(dtype="float64", na_value=np.nan).take(rows)
     else:
         res = np.full(t.size, np.nan)
     if "censor" in labs:
