@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,18 +55,87 @@ def signature(example: pd.DataFrame):
                           params=ParamSchema([ParamSpec("landmarks", "string", "24,48,72,96")]))
 
 
-def log_and_register(*, root: Path, model_name: str, alias: str, experiment: str, bundle_dir: Path,
-                     params: dict[str, Any], metrics: dict[str, float], artifacts: list[Path],
-                     tags: dict[str, str], input_example: pd.DataFrame) -> dict[str, Any]:
+HISTORY_TAG = "champion_history"
+
+
+def client_for(root: Path | None = None):
     import mlflow
     from mlflow import MlflowClient
 
-    from pipeline.paths import artifact_root, tracking_uri
+    from pipeline.paths import tracking_uri
 
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri)
+    return MlflowClient(uri), uri
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception:  # MLflow raises RestException / MlflowException when the alias is not set
+        return None
+
+
+def set_champion(client, name: str, version: str, alias: str = "champion") -> None:
+    """Point `alias` at `version` and append it to the registered model's champion history."""
+    client.set_registered_model_alias(name, alias, version)
+    model = client.get_registered_model(name)
+    history = [v for v in model.tags.get(HISTORY_TAG, "").split(",") if v]
+    if not history or history[-1] != version:
+        history.append(version)
+    client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
+
+
+def rollback(client, name: str, alias: str = "champion") -> str:
+    """Move `alias` back to the previous champion in the history; returns that version."""
+    from cohorts.errors import CohortError
+
+    model = client.get_registered_model(name)
+    history = [v for v in model.tags.get(HISTORY_TAG, "").split(",") if v]
+    if len(history) < 2:
+        raise CohortError(f"Model {name!r} has no earlier champion to roll back to (history: {history or 'empty'})")
+    history.pop()
+    client.set_registered_model_alias(name, alias, history[-1])
+    client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
+    return history[-1]
+
+
+def list_versions(client, name: str) -> pd.DataFrame:
+    rows = []
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (client.get_registered_model(name).aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    for mv in client.search_model_versions(f"name='{name}'"):
+        run = client.get_run(mv.run_id) if mv.run_id else None
+        metrics = run.data.metrics if run else {}
+        tags = run.data.tags if run else {}
+        rows.append({"version": int(mv.version), "aliases": ",".join(sorted(aliases.get(str(mv.version), []))),
+                     "auroc": metrics.get("pooled.xgb_kinetics.auroc"),
+                     "auroc_ci_low": metrics.get("pooled.xgb_kinetics.auroc_ci_low"),
+                     "calibration_slope": metrics.get("pooled.xgb_kinetics.calibration_slope"),
+                     "gate": tags.get("gate.decision", ""), "synthetic": tags.get("cohort.synthetic", ""),
+                     "git_commit": tags.get("git_commit", "")[:10], "run_id": mv.run_id})
+    return pd.DataFrame(rows).sort_values("version", ascending=False) if rows else pd.DataFrame(rows)
+
+
+def log_and_register(*, root: Path, model_name: str, experiment: str, bundle_dir: Path,
+                     params: dict[str, Any], metrics: dict[str, float], artifacts: list[Path],
+                     tags: dict[str, str], input_example: pd.DataFrame, gates: dict[str, Any],
+                     registry_file: Path, compare_with_champion=None,
+                     challenger_alias: str = "challenger", champion_alias: str = "champion") -> dict[str, Any]:
+    """One MLflow run: params, metrics, tags, artifacts and the pyfunc model. The new version gets
+    `challenger_alias`; it becomes `champion_alias` only if :func:`models.gates.decide` says so.
+
+    `compare_with_champion(client, champion_version) -> (champion_auroc, challenger_auroc, how)` on the
+    same validation rows; `how` says how the comparison was made.
+    """
+    import mlflow
+
+    from models.gates import decide
+    from pipeline.paths import artifact_root
+
+    client, uri = client_for(root)
     local_store = uri.startswith("sqlite:") or uri.startswith("file:")
     exp_id = _experiment(client, experiment, artifact_root(root).as_uri() if local_store else None)
     source_root = Path(__file__).resolve().parent.parent
@@ -83,7 +151,7 @@ def log_and_register(*, root: Path, model_name: str, alias: str, experiment: str
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(source_root / "models" / "serving.py"),
-            artifacts={"bundle": str(bundle_dir)},
+            artifacts={"bundle": str(bundle_dir), "analyte_registry": str(registry_file)},
             code_paths=[str(source_root / p) for p in PACKAGES],
             signature=signature(input_example),
             input_example=(input_example, {"landmarks": "24,48"}),
@@ -91,8 +159,23 @@ def log_and_register(*, root: Path, model_name: str, alias: str, experiment: str
             registered_model_name=model_name,
         )
         version = str(info.registered_model_version)
-        client.set_registered_model_alias(model_name, alias, version)
+        client.set_registered_model_alias(model_name, challenger_alias, version)
+        champion = alias_version(client, model_name, champion_alias)
+        same, how = (None, None), ""
+        if champion is not None and compare_with_champion is not None:
+            *same, how = compare_with_champion(client, client.get_model_version(model_name, champion))
+        pooled = {k.removeprefix("pooled."): v for k, v in metrics.items() if k.startswith("pooled.")}
+        decision = decide(pooled, gates, *same)
+        if how:
+            decision.reasons.append(how)
+        if decision.promote:
+            set_champion(client, model_name, version, champion_alias)
+        mlflow.set_tags({"gate.decision": decision.as_dict()["decision"], "gate.reasons": " | ".join(decision.reasons),
+                         "gate.previous_champion": champion or ""})
+        mlflow.log_dict(decision.as_dict(), "gate_decision.json")
         result = {"run_id": run.info.run_id, "model_uri": info.model_uri, "model_name": model_name,
-                  "version": version, "alias": alias, "tracking_uri": uri}
-        mlflow.log_text(json.dumps(result, indent=2), "registration.json")
+                  "version": version, "aliases": [challenger_alias] + ([champion_alias] if decision.promote else []),
+                  "champion_version": version if decision.promote else champion, "tracking_uri": uri,
+                  "gate": decision.as_dict()}
+        mlflow.log_dict(result, "registration.json")
     return result

@@ -1,11 +1,16 @@
 """MLflow models-from-code entry: the registered `severe-crs` pyfunc.
 
-Input: the table of :mod:`models.model_input` (canonical labs + patient covariates).
-Params: ``landmarks`` ("24,48"). Output: one row per patient × landmark with status,
-probability (calibrated P(grade ≥3 CRS within the horizon)) and risk band.
+Input: one table of canonical labs, patients and treatment events (:mod:`models.model_input`).
+Params: ``landmarks`` ("24,48"; or ``as_of`` = "latest"), ``reasons`` ("all", "none", "above:P").
+Output: one row per patient × landmark with status, calibrated probability of grade ≥3 CRS within
+the horizon, risk band and the top drivers. Feature building, calibration and explanation all
+happen in here, with the fitted state shipped beside it: no training/serving skew.
 """
 
 from __future__ import annotations
+
+import inspect
+import os
 
 import mlflow
 import pandas as pd
@@ -16,6 +21,11 @@ class SevereCrsModel(PythonModel):
     def load_context(self, context) -> None:
         from models.bundle import ModelBundle
 
+        registry = context.artifacts.get("analyte_registry")
+        if registry and not os.environ.get("CRS_ANALYTE_REGISTRY"):
+            # readable driver names come from the registry shipped with the model, when the
+            # process has none of its own (a fresh scoring process outside the project)
+            os.environ["CRS_ANALYTE_REGISTRY"] = registry
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -23,9 +33,18 @@ class SevereCrsModel(PythonModel):
         from models.predict import predict_cohort
 
         params = params or {}
-        landmarks = [float(x) for x in str(params.get("landmarks", "24,48,72,96")).split(",") if x.strip()]
-        labs, patients = from_model_input(model_input)
-        return predict_cohort(self.bundle, labs, patients, landmarks)
+        labs, patients, events = from_model_input(model_input)
+        accepted = inspect.signature(predict_cohort).parameters
+        kwargs = {"events": events}
+        as_of = str(params.get("as_of", "") or "")
+        if as_of == "latest" and "as_of_latest" in accepted:
+            kwargs["as_of_latest"] = True
+            landmarks = None
+        else:
+            landmarks = [float(x) for x in str(params.get("landmarks") or "24,48,72,96").split(",") if x.strip()]
+        if "reasons" in accepted and params.get("reasons"):
+            kwargs["reasons"] = str(params["reasons"])
+        return predict_cohort(self.bundle, labs, patients, landmarks, **kwargs)
 
 
 mlflow.models.set_model(SevereCrsModel())

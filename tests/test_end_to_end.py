@@ -44,6 +44,9 @@ def _small_params(project: Path) -> None:
     p["train"]["search_space"] = {"max_depth": [3]}
     p["evaluate"]["n_bootstrap"] = 20
     p["explain"]["max_rows"] = 200
+    # a tiny cohort has wide CIs: loose absolute gates here; the negative-control test tightens them
+    p["register"]["gates"] = {"min_auroc_ci_low": 0.0, "calibration_slope_range": [0.0, 10.0],
+                              "max_auroc_drop_vs_champion": 0.05}
     path.write_text(yaml.safe_dump(p, sort_keys=False))
 
 
@@ -158,3 +161,96 @@ def test_external_validation_on_another_simulated_cohort(repro, tmp_path):
                           str(tmp_path / "c"), "--out", str(tmp_path / "bad")], cwd=project, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Cannot load model" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pyfunc_on_raw_labs_equals_the_training_pipeline(repro):
+    """Same patients: the registered pyfunc fed canonical labs + events gives the probabilities the
+    pipeline computes from its own feature matrix with the same model."""
+    project, env = repro
+    script = f"""
+import json, mlflow, numpy as np, pandas as pd
+from cohorts.io import read_cohort
+from models.model_input import to_model_input
+mlflow.set_tracking_uri("sqlite:///{project}/mlflow.db")
+model = mlflow.pyfunc.load_model("models:/severe-crs@champion")
+bundle = model.unwrap_python_model().bundle
+cohort = read_cohort("{project}/data/cohort")
+ids = cohort.patients["patient_id"].iloc[:40]
+pick = lambda t: t[t["patient_id"].isin(ids)]
+out = model.predict(to_model_input(pick(cohort.labs), pick(cohort.patients), pick(cohort.events)),
+                    params={{"landmarks": "24,48,72,96"}})
+matrix = pd.read_parquet("{project}/data/features/landmarks.parquet")
+rows = matrix[matrix["patient_id"].isin(ids) & matrix["eligible"]]
+expected = pd.Series(bundle.probability(bundle.features.transform(rows)),
+                     index=pd.MultiIndex.from_frame(rows[["patient_id", "landmark_hours"]]))
+got = out[out["status"] == "scored"].set_index(["patient_id", "landmark_hours"])["probability"]
+common = expected.index.intersection(got.index)
+print(json.dumps({{"n": len(common), "max_diff": float(np.max(np.abs(expected[common] - got[common])))}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=project.parent, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["n"] >= 40 and result["max_diff"] < 1e-9
+
+
+def test_no_patient_identifier_in_any_logged_artifact(repro):
+    project, _ = repro
+    import pandas as pd
+
+    ids = set(pd.read_parquet(project / "data/cohort/patients.parquet")["patient_id"])
+    checked = 0
+    for path in (project / "mlartifacts").rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".csv", ".md", ".txt", ".yaml", ".yml", ""}:
+            text = path.read_text(errors="ignore")
+            checked += 1
+            assert not any(pid in text for pid in ids), path
+    assert checked > 10
+    example = next((project / "mlartifacts").rglob("serving_input_example.json")).read_text()
+    assert "EXAMPLE-1" in example
+
+
+def test_register_against_a_real_mlflow_server(repro, mlflow_server):
+    """register stage → a tracking server on 127.0.0.1; a separate process loads @champion and scores."""
+    project, env = repro
+    server_env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "register"], cwd=project, env=server_env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PROMOTED" in done.stdout  # the first version on an empty server becomes champion
+    script = """
+import json, mlflow
+from cohorts.simulate import iter_chunks
+from models.model_input import to_model_input
+model = mlflow.pyfunc.load_model("models:/severe-crs@champion")
+cohort = next(iter_chunks(6, seed=8, therapy_mix={"tisa-cel": 1.0}))
+out = model.predict(to_model_input(cohort.labs, cohort.patients, cohort.events), params={"landmarks": "48"})
+print(json.dumps({"rows": len(out), "statuses": sorted(set(out["status"]))}))
+"""
+    scored = subprocess.run([sys.executable, "-c", script], cwd=project.parent, env=server_env,
+                            capture_output=True, text=True)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert json.loads(scored.stdout.strip().splitlines()[-1])["rows"] == 6
+
+
+def test_gate_refuses_a_deliberately_worse_model_and_keeps_the_champion(repro):
+    """Negative control (labels permuted) with real gates: refused, champion unchanged. Runs last: it
+    changes the project's params."""
+    project, env = repro
+    from mlflow import MlflowClient
+
+    store = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    before = str(store.get_model_version_by_alias("severe-crs", "champion").version)
+    path = project / "params.yaml"
+    p = yaml.safe_load(path.read_text())
+    p["train"]["negative_control"] = True
+    p["register"]["gates"] = {"min_auroc_ci_low": 0.55, "calibration_slope_range": [0.7, 1.3],
+                              "max_auroc_drop_vs_champion": 0.02}
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    run = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "promotion gate: REFUSED" in run.stdout
+    after = json.loads((project / "data/registration.json").read_text())
+    assert after["gate"]["decision"] == "refused" and after["champion_version"] == before
+    assert after["version"] != before and after["aliases"] == ["challenger"]
+    assert str(store.get_model_version_by_alias("severe-crs", "champion").version) == before

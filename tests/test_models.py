@@ -87,10 +87,12 @@ def test_every_patient_gets_a_row_and_a_status(trained, small_cohort):
 def test_model_input_roundtrip(small_cohort):
     patients = pd.concat([small_cohort.patients.head(3), pd.DataFrame({"patient_id": ["NO-LABS"]})])
     labs = small_cohort.labs[small_cohort.labs["patient_id"].isin(patients["patient_id"])]
-    frame = to_model_input(labs, patients)
-    labs2, patients2 = from_model_input(frame)
+    events = small_cohort.events[small_cohort.events["patient_id"].isin(patients["patient_id"])]
+    frame = to_model_input(labs, patients, events)
+    labs2, patients2, events2 = from_model_input(frame)
     assert set(patients2["patient_id"]) == set(patients["patient_id"])
-    assert len(labs2) == len(labs)
+    assert len(labs2) == len(labs) and len(events2) == len(events)
+    assert from_model_input(to_model_input(labs, patients))[2] is None  # no events sent: treatments unknown
     assert patients2["severe_onset_hours"].isna().all()  # outcomes never travel as model input
 
 
