@@ -40,6 +40,7 @@ ZERO_WHEN_ABSENT = {"n_draws", "has_baseline", "ref_is_fallback", "any_above_ulo
 
 _F = {name: i for i, name in enumerate(KINETIC_FEATURES)}
 _RISE_TOLERANCE_LOG2 = 1e-9  # a ratio that equals k up to rounding counts as a k-fold rise
+_SAME_TIME_HOURS = 1e-6  # two draws closer than this are simultaneous: no rate between them (not ±inf)
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ def analyte_block(labs: SortedLabs, rows: slice, first_patient: int, n_patients:
     # serial ratio of the last two draws, per 24 h (log2)
     prev = np.maximum(last - 1, 0)
     dt = t[last] - t[prev]
-    ok = (cnt >= 2) & (dt > 0)
+    ok = (cnt >= 2) & (dt > _SAME_TIME_HOURS)
     serial = np.where(ok, (y[last] - y[prev]) / np.where(ok, dt, 1.0) * 24.0, np.nan)
 
     # least-squares slope of log2 value over the trailing window [L - W, L], per 24 h. Centring

@@ -104,6 +104,12 @@ def test_fallback_reference_fold_change_needs_a_later_draw():
     assert base_only["IL6__has_baseline"] == 1 and np.isnan(base_only["IL6__log2_fc"])
 
 
+def test_simultaneous_draws_give_no_rate_not_infinity():
+    w = kinetic_features_at(lab_rows("P", "IL6", [(-5, 5), (10, 5), (10 + 1e-9, 50)]), 24.0, ANALYTES,
+                            WINDOW).loc["P"]
+    assert np.isnan(w["IL6__serial_log2_ratio_per24h"]) and np.isfinite(w["IL6__slope_log2_per24h"])
+
+
 def test_events_none_means_unknown_and_empty_means_not_given():
     labs = lab_rows("P1", "CRP", [(-20, 5), (20, 40)])
     unknown = kinetic_features_at(labs, 24.0, ANALYTES, WINDOW).loc["P1"]
@@ -197,6 +203,7 @@ def test_baseline_relativity_all_fold_and_ratio_features(il6, crp, ifng, c, land
                 + ["IL6__log2_fc_minus_IFNG", "IL6__rise_lag_vs_IFNG_hours",
                    "CRP__log2_fc_minus_IL6", "CRP__rise_lag_vs_IL6_hours"])
     np.testing.assert_allclose(b[relative].to_numpy(float), a[relative].to_numpy(float), rtol=1e-9, atol=1e-9)
+    assert not np.isinf(a.to_numpy(float)).any()  # missing is NaN, never ±inf
     absolute = ["IL6__baseline", "IL6__latest", "IL6__max_since_infusion"]
     np.testing.assert_allclose(b[absolute].to_numpy(float), a[absolute].to_numpy(float) * c, rtol=1e-12)
 
