@@ -1,0 +1,388 @@
+"""Streaming batch scoring: a cohort in, one row per patient × landmark out, in bounded memory.
+
+The model is loaded once from its URI (alias resolved to a version at the start, recorded in
+every row). Patients are scored in chunks with :func:`models.predict.predict_cohort` (the very
+code the registered pyfunc runs) and appended to a temporary file that is renamed to the final
+name only when every chunk is written and the counts reconcile: an interrupted or failed run
+never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cohorts.errors import CohortError
+from models.predict import STATUSES, output_columns, predict_cohort
+
+MODEL_COLUMNS = ["model_name", "model_version", "model_alias", "scored_at"]
+DEFAULT_CHUNK_PATIENTS = 50_000
+
+
+class ScoringError(CohortError):
+    """A problem with what the user asked to score (model URI, cohort, output name): exit code 2."""
+
+
+@dataclass
+class LoadedModel:
+    bundle: Any  # models.bundle.ModelBundle
+    name: str = ""
+    version: str = ""
+    alias: str = ""
+    uri: str = ""
+
+
+@dataclass
+class CohortSource:
+    """Patients in chunks of (labs, patients, events) plus what ingest said about them."""
+
+    n_patients: int
+    chunks: Callable[[int], Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]]]
+    invalid_patients: set[str] = field(default_factory=set)
+    quarantine: pd.DataFrame | None = None
+    validation: dict[str, Any] | None = None
+
+
+# ----------------------------------------------------------------------------- model
+
+def output_schema():
+    import pyarrow as pa
+
+    cols = [*output_columns(), *MODEL_COLUMNS]
+    return pa.schema([(c, pa.float64() if c in ("landmark_hours", "probability") or c.endswith("_contribution")
+                       else pa.string()) for c in cols])
+
+
+def check_schema(bundle) -> None:
+    """The booster and the shipped feature state must describe the same inputs, in the same order."""
+    names = [str(x) for x in bundle.features.get_feature_names_out()]
+    booster_names = bundle.booster.feature_names
+    n = bundle.booster.num_features()
+    if n != len(names) or (booster_names and list(booster_names) != names):
+        first = next((f"{a!r} vs {b!r}" for a, b in zip(booster_names or [], names, strict=False) if a != b), "")
+        raise ScoringError(f"Model/feature-schema mismatch: the booster expects {n} features, the model's feature "
+                           f"state makes {len(names)}{' (first difference: ' + first + ')' if first else ''}. "
+                           "The model files are inconsistent; register the model again.")
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load the pyfunc once. `models:/name@alias` is resolved to its version first, so every row
+    records the exact version scored even if the alias moves during the run."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.paths import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    name, version, alias, load_uri = "", "", "", uri
+    try:
+        if m := re.fullmatch(r"models:/([^/@]+)@([^/]+)", uri):
+            name, alias = m.group(1), m.group(2)
+            version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
+            load_uri = f"models:/{name}/{version}"
+        elif m := re.fullmatch(r"models:/([^/@]+)/(\d+)", uri):
+            name, version = m.group(1), m.group(2)
+        model = mlflow.pyfunc.load_model(load_uri)
+        bundle = model.unwrap_python_model().bundle
+    except Exception as exc:  # MLflow raises many types for an unknown or unreachable model
+        raise ScoringError(f"Cannot load model {uri!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}. "
+                           "Check the name and alias (`crs models list`) and MLFLOW_TRACKING_URI.") from exc
+    check_schema(bundle)
+    return LoadedModel(bundle, name, version, alias, uri)
+
+
+# ----------------------------------------------------------------------------- cohorts
+
+def _read_error(path: Path, exc: Exception) -> ScoringError:
+    return ScoringError(f"Cannot read the cohort at {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                        file=str(path))
+
+
+def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
+    """A canonical folder (labs/patients[/events].parquet), read one patient chunk at a time.
+
+    A `quarantine.parquet` beside the tables (what `crs ingest` writes) marks patients whose
+    every lab row was quarantined as `invalid_input`.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from features.chunks import iter_cohort_chunks
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ScoringError(f"Cohort folder {folder} does not exist or is not a folder "
+                           "(give a folder of canonical tables, or an input path with --format)")
+    for name in ("labs", "patients"):
+        if not (folder / f"{name}.parquet").exists():
+            raise ScoringError(f"Cohort folder {folder} has no {name}.parquet (expected the canonical tables "
+                               "written by `crs simulate` or `crs ingest`; other layouts need --format)",
+                               file=str(folder / f"{name}.parquet"))
+    try:
+        n = int(pq.ParquetFile(folder / "patients.parquet").metadata.num_rows)
+        invalid: set[str] = set()
+        qpath = folder / "quarantine.parquet"
+        if qpath.exists():
+            quarantined = set(pd.read_parquet(qpath, columns=["patient_id"])["patient_id"].dropna().astype(str))
+            quarantined.discard("")
+            if quarantined:
+                seen = ds.dataset(folder / "labs.parquet").to_table(
+                    columns=["patient_id"], filter=ds.field("patient_id").isin(sorted(quarantined)))
+                invalid = quarantined - set(seen.column("patient_id").to_pylist())
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        raise _read_error(folder, exc) from exc
+
+    def chunks(size: int):
+        it = iter_cohort_chunks(folder, size, codes, validate=True)
+        while True:
+            try:
+                part = next(it)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise _read_error(folder, exc) from exc
+            yield part
+
+    return CohortSource(n, chunks, invalid)
+
+
+def memory_source(labs: pd.DataFrame, patients: pd.DataFrame, events: pd.DataFrame | None,
+                  invalid: set[str] | None = None, quarantine: pd.DataFrame | None = None,
+                  validation: dict | None = None) -> CohortSource:
+    """Tables already in memory (e.g. from an ingest reader), split into patient chunks by id."""
+    patients = patients.assign(patient_id=patients["patient_id"].astype(str))
+    patients = patients.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
+    ids = pd.Index(patients["patient_id"])
+
+    def split(table: pd.DataFrame | None, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if table is None:
+            return None
+        chunk = ids.get_indexer(table["patient_id"].astype(str)) // size  # -1 // size = -1: unknown patient
+        order = np.argsort(chunk, kind="stable")
+        return order, np.searchsorted(chunk[order], np.arange(-1, len(ids) // size + 2))
+
+    def chunks(size: int):
+        lab_split, ev_split = split(labs, size), split(events, size)
+        for k, first in enumerate(range(0, len(ids), size)):
+            order, bounds = lab_split
+            part_labs = labs.iloc[order[bounds[k + 1]:bounds[k + 2]]]
+            part_events = None
+            if ev_split is not None:
+                eo, eb = ev_split
+                part_events = events.iloc[eo[eb[k + 1]:eb[k + 2]]]
+            yield part_labs, patients.iloc[first:first + size].reset_index(drop=True), part_events
+
+    return CohortSource(len(ids), chunks, set(invalid or ()), quarantine, validation)
+
+
+def ingest_source(fmt: str, path: Path) -> CohortSource:
+    """Any supported format through the ingest readers; invalid rows go to the quarantine."""
+    from cohorts.ingest import ingest
+
+    try:
+        result = ingest(fmt, path)
+    except CohortError:
+        raise
+    except Exception as exc:  # a reader failing on an unreadable file is the user's input problem
+        raise _read_error(Path(path), exc) from exc
+    c = result.cohort
+    quarantined = set(result.quarantine["patient_id"].dropna().astype(str)) - {""}
+    invalid = (quarantined & set(c.patients["patient_id"].astype(str))) - set(c.labs["patient_id"].astype(str))
+    return memory_source(c.labs, c.patients, c.events, invalid, result.quarantine, result.validation)
+
+
+# ----------------------------------------------------------------------------- output
+
+class _Output:
+    """Append chunks to a temporary file beside `out`; `commit` renames it, `discard` removes it."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.kind = {".csv": "csv", ".parquet": "parquet"}.get(out.suffix.lower())
+        if self.kind is None:
+            raise ScoringError(f"--out must end in .csv or .parquet; got {out.name!r}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        self.schema = output_schema()
+        self._writer = None
+        self._rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.kind == "parquet":
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.tmp, self.schema)
+            self._writer.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
+        else:
+            frame.to_csv(self.tmp, mode="a" if self._rows or self.tmp.exists() else "w",
+                         header=not self.tmp.exists(), index=False)
+        self._rows += len(frame)
+
+    def commit(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self.kind == "parquet":
+            if self._writer is None:  # no rows: still a valid file with the columns
+                pq.write_table(self.schema.empty_table(), self.tmp)
+            else:
+                self._writer.close()
+                self._writer = None
+        elif not self.tmp.exists():
+            pd.DataFrame(columns=self.schema.names).to_csv(self.tmp, index=False)
+        self.tmp.replace(self.out)
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # closing a half-written file may fail too; it is removed either way
+                pass
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+
+def side_file(out: Path, what: str) -> Path:
+    """`scores.parquet` → `scores.quarantine.parquet` (beside the output)."""
+    return out.with_name(f"{out.stem}.{what}")
+
+
+# ----------------------------------------------------------------------------- the run
+
+class _Progress:
+    """tqdm on a terminal; otherwise one plain log line per chunk."""
+
+    def __init__(self, total: int, enabled: bool | None = None, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+        tty = enabled if enabled is not None else getattr(self.stream, "isatty", lambda: False)()
+        self.bar = None
+        if tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="patients", unit_scale=True, file=self.stream, desc="scoring")
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        else:
+            pct = 100.0 * self.done / self.total if self.total else 100.0
+            print(f"crs score: {self.done:,}/{self.total:,} patients ({pct:.0f}%) in "
+                  f"{time.perf_counter() - self.t0:.1f}s", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmarks: list[float] | None = None,
+                 as_of_latest: bool = False, reasons: str | None = None,
+                 chunk_patients: int = DEFAULT_CHUNK_PATIENTS, progress: bool | None = None,
+                 log=None) -> dict[str, Any]:
+    """Score every patient of `source` and write `out` atomically. Returns the run summary."""
+    from models.drivers import parse_reasons
+    from models.predict import band_edges_of
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if as_of_latest == bool(landmarks):
+        raise ScoringError("Give either --landmarks (e.g. 24,48) or --as-of latest")
+    if int(chunk_patients) < 1:
+        raise ScoringError(f"--chunk-patients must be >= 1; got {chunk_patients}")
+    landmarks = sorted({float(x) for x in landmarks}) if landmarks else None
+    parse_reasons(reasons, band_edges_of(model.bundle)[0])  # a bad policy fails before any work
+    per_patient = 1 if as_of_latest else len(landmarks)
+    scored_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = {"model_name": model.name, "model_version": model.version, "model_alias": model.alias,
+             "scored_at": scored_at}
+    invalid = source.invalid_patients or None
+    writer = _Output(out)
+    bar = _Progress(source.n_patients, progress, log)
+    counts = pd.Series(0, index=STATUSES, dtype="int64")
+    patients_read = rows = lab_rows = 0
+    try:
+        for labs, patients, events in source.chunks(int(chunk_patients)):
+            result = predict_cohort(model.bundle, labs, patients, landmarks, events=events, reasons=reasons,
+                                    as_of_latest=as_of_latest, invalid_patients=invalid)
+            if len(result) != len(patients) * per_patient:
+                raise RuntimeError(f"internal: {len(patients)} patients gave {len(result)} rows, "
+                                   f"expected {len(patients) * per_patient}")
+            writer.write(result.assign(**stamp))
+            counts = counts.add(result["status"].value_counts(), fill_value=0).astype("int64")
+            patients_read += len(patients)
+            rows += len(result)
+            lab_rows += len(labs)
+            bar.update(len(patients))
+        if patients_read != source.n_patients or rows != patients_read * per_patient:
+            raise RuntimeError(f"internal: read {patients_read} of {source.n_patients} patients, wrote {rows} rows")
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    summary = {"patients_read": patients_read, "rows_written": rows, "lab_rows_read": lab_rows,
+               "rows_scored": int(counts.get("scored", 0)),
+               "by_status": {k: int(v) for k, v in counts.items() if v},
+               "landmarks": "latest" if as_of_latest else landmarks, "seconds": round(seconds, 2),
+               "patients_per_s": round(patients_read / seconds) if seconds > 0 else None,
+               "model": {"uri": model.uri, "name": model.name, "version": model.version, "alias": model.alias},
+               "scored_at": scored_at, "out": str(out)}
+    if source.quarantine is not None:
+        qpath = side_file(out, "quarantine.parquet")
+        source.quarantine.to_parquet(qpath, index=False)
+        summary["quarantine"] = {"path": str(qpath), "rows": len(source.quarantine),
+                                 "patients_invalid_input": len(source.invalid_patients)}
+        if source.validation is not None:
+            side_file(out, "validation.json").write_text(json.dumps(source.validation, indent=2, sort_keys=True,
+                                                                    default=str) + "\n")
+    return summary
+
+
+def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = None,
+                 landmarks: list[float] | None = None, as_of_latest: bool = False, reasons: str | None = None,
+                 chunk_patients: int = DEFAULT_CHUNK_PATIENTS, progress: bool | None = None,
+                 model: LoadedModel | None = None) -> dict[str, Any]:
+    """`crs score`: load the model once, open the cohort (canonical folder or `fmt`), stream, write."""
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise ScoringError(f"--out must end in .csv or .parquet; got {out.name!r}")
+    if not Path(cohort).exists():  # fail fast, before the seconds spent loading the model
+        raise ScoringError(f"The cohort {cohort} does not exist", file=str(cohort))
+    model = model or load_model(model_uri)
+    kf = model.bundle.features
+    if fmt is None:
+        source = canonical_source(Path(cohort), [*kf.analytes, *kf.covariate_analytes])
+    else:
+        source = ingest_source(fmt, Path(cohort))
+    return score_source(source, model, out, landmarks=landmarks, as_of_latest=as_of_latest, reasons=reasons,
+                        chunk_patients=chunk_patients, progress=progress)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    m = summary["model"]
+    model = f"{m['name']} v{m['version']}" + (f" (@{m['alias']})" if m["alias"] else "") if m["name"] else m["uri"]
+    by = ", ".join(f"{k} {v:,}" for k, v in summary["by_status"].items()) or "none"
+    text = (f"{summary['patients_read']:,} patients read, {summary['rows_written']:,} rows written "
+            f"({summary['rows_scored']:,} scored; by status: {by}) with {model} in {summary['seconds']:.1f}s "
+            f"({summary['patients_per_s'] or 0:,} patients/s) -> {summary['out']}")
+    if "quarantine" in summary:
+        q = summary["quarantine"]
+        text += (f"\n{q['rows']:,} input lab rows quarantined ({q['patients_invalid_input']:,} patients with no "
+                 f"usable row: invalid_input) -> {q['path']}")
+    return text
