@@ -46,13 +46,17 @@ def signature(example: pd.DataFrame):
     inferred = infer_signature(example)
     required = {"patient_id", "analyte", "hours_since_infusion", "value"}
     inputs = Schema([ColSpec(c.type, c.name, required=c.name in required) for c in inferred.inputs.inputs])
+    drivers = [ColSpec(t, f"driver_{k}_{part}") for k in (1, 2, 3)
+               for part, t in (("feature", "string"), ("contribution", "double"), ("text", "string"))]
     outputs = Schema([ColSpec("string", "patient_id"), ColSpec("double", "landmark_hours"),
                       ColSpec("string", "status"), ColSpec("double", "probability"),
-                      ColSpec("string", "risk_band")])
+                      ColSpec("string", "risk_band"), *drivers, ColSpec("string", "top_drivers")])
     from mlflow.models import ModelSignature
 
     return ModelSignature(inputs=inputs, outputs=outputs,
-                          params=ParamSchema([ParamSpec("landmarks", "string", "24,48,72,96")]))
+                          params=ParamSchema([ParamSpec("landmarks", "string", "24,48,72,96"),
+                                              ParamSpec("as_of", "string", ""),
+                                              ParamSpec("reasons", "string", "")]))
 
 
 HISTORY_TAG = "champion_history"

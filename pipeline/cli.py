@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -52,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("explain", "SHAP values, beeswarm plot, mean |SHAP| table"),
                        ("register", "log the run to MLflow and register the model")):
         sub.add_parser(name, help=f"{text} ({STAGE_HELP})")
+
+    m = sub.add_parser("models", help="the model registry: list | show | promote | rollback")
+    m.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    m.add_argument("--name", default=None, help="registered model name (default: register.model_name in params)")
+    m.add_argument("--version", default=None, help="version for show/promote")
+    m.add_argument("--alias", default=None, help="alias for show (default champion) / promote (default champion)")
 
     c = sub.add_parser("score", help="score a cohort with a registered model (streamed in patient chunks)")
     c.add_argument("--cohort", type=Path, required=True,
@@ -112,8 +117,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "explain":
         top = stages.explain().head(5)
         print("top drivers (mean |SHAP|):\n" + top[["label", "mean_abs_shap"]].to_string(index=False))
+    elif args.command == "models":
+        return models_command(args)
     elif args.command == "register":
-        print(json.dumps(stages.register(), indent=2))
+        result = stages.register()
+        gate = result["gate"]
+        print(f"registered {result['model_name']} version {result['version']} as {', '.join(result['aliases'])}")
+        print(f"promotion gate: {gate['decision'].upper()}")
+        for reason in gate["reasons"]:
+            print(f"  - {reason}")
+        print(f"champion is version {result['champion_version']}; tracking URI {result['tracking_uri']}")
     elif args.command == "score":
         from models.scoring import format_summary
 
@@ -122,6 +135,49 @@ def run(args: argparse.Namespace) -> int:
         summary = stages.score(args.cohort, args.model, landmarks, args.out, fmt=args.format,
                                as_of_latest=as_of_latest, reasons=args.reasons, chunk_patients=args.chunk_patients)
         print(format_summary(summary) + f"\n{time.time() - started:.1f}s in all, model loading included")
+    return 0
+
+
+def models_command(args: argparse.Namespace) -> int:
+    """`crs models ...`: thin over MlflowClient, on the project's tracking URI (MLFLOW_TRACKING_URI wins)."""
+    import pandas as pd
+
+    from cohorts.errors import CohortError
+    from models.registry import alias_version, client_for, list_versions, rollback, set_champion
+    from pipeline.params import load_params
+
+    params = load_params().get("register", {}) if args.name is None else {}
+    name = args.name or params.get("model_name", "severe-crs")
+    champion_alias = params.get("champion_alias", "champion")
+    client, uri = client_for()
+    try:
+        client.get_registered_model(name)
+    except Exception as exc:  # RestException when the model does not exist
+        raise CohortError(f"No registered model {name!r} at {uri}; run `make run` (dvc repro) first") from exc
+    if args.action == "list":
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(list_versions(client, name).to_string(index=False))
+    elif args.action == "show":
+        version = args.version or alias_version(client, name, args.alias or champion_alias)
+        if version is None:
+            raise CohortError(f"Model {name!r} has no alias {args.alias or champion_alias!r}")
+        mv = client.get_model_version(name, version)
+        run = client.get_run(mv.run_id)
+        print(f"{name} version {mv.version}  aliases: {', '.join(mv.aliases) or '-'}  source: {mv.source}")
+        for key in sorted(run.data.tags):
+            if not key.startswith("mlflow."):
+                print(f"  tag    {key} = {run.data.tags[key]}")
+        for key in sorted(k for k in run.data.metrics if k.startswith("pooled.xgb_kinetics.")):
+            print(f"  metric {key} = {run.data.metrics[key]:.4f}")
+    elif args.action == "promote":
+        if not args.version:
+            raise CohortError("promote needs --version (see `crs models list`)")
+        client.get_model_version(name, args.version)
+        set_champion(client, name, str(args.version), args.alias or champion_alias)
+        print(f"{name}: alias {args.alias or champion_alias} -> version {args.version} (promoted by hand)")
+    elif args.action == "rollback":
+        version = rollback(client, name, args.alias or champion_alias)
+        print(f"{name}: alias {args.alias or champion_alias} rolled back to version {version}")
     return 0
 
 

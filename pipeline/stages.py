@@ -128,6 +128,12 @@ def train(features_path: Path | None = None, out_dir: Path | None = None) -> dic
     features_path = features_path or root / p["paths"]["features"]
     out_dir = out_dir or root / p["paths"]["model"]
     matrix = pd.read_parquet(features_path)
+    if p["train"].get("negative_control"):
+        # a deliberately useless model (labels permuted): the promotion gate must refuse it
+        import numpy as np
+
+        rng = np.random.default_rng(int(p["train"]["seed"]))
+        matrix = matrix.assign(label=rng.permutation(matrix["label"].to_numpy()))
     bundle, oof = train_model(matrix, _features_from_params(p), TrainConfig.from_params(p["train"]))
     bundle.meta["risk_band_edges"] = list(p["score"]["risk_band_edges"])
     bundle.meta["landmarks_hours"] = parse_landmarks(p["featurize"]["landmarks_hours"])
@@ -224,23 +230,40 @@ def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_di
 
 
 def explain() -> pd.DataFrame:
+    """TreeSHAP of the final model: global (beeswarm, bar, mean |SHAP| table), dependence plots of the
+    top features, waterfalls of three example rows labelled by letter (no patient identifiers)."""
     from models.bundle import ModelBundle
-    from models.explain import mean_abs_shap, plot_beeswarm, shap_values
+    from models.explain import (
+        mean_abs_shap,
+        plot_bar,
+        plot_beeswarm,
+        plot_dependence,
+        plot_waterfalls,
+        shap_values,
+    )
 
     root = project_root()
     p = load_params()
+    x = p["explain"]
     bundle = ModelBundle.load(root / p["paths"]["model"])
     matrix = pd.read_parquet(root / p["paths"]["features"])
     rows = matrix[matrix["eligible"]]
-    n = min(len(rows), int(p["explain"]["max_rows"]))
-    rows = rows.sample(n=n, random_state=int(p["explain"]["seed"])) if n < len(rows) else rows
-    X = bundle.features.transform(rows)
-    values, _ = shap_values(bundle.booster, X)
+    n = min(len(rows), int(x["max_rows"]))
+    rows = rows.sample(n=n, random_state=int(x["seed"])) if n < len(rows) else rows
+    X = bundle.features.transform(rows).reset_index(drop=True)
+    values, base = shap_values(bundle.booster, X)
     out = root / p["paths"]["explain"]
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     table = mean_abs_shap(values, list(X.columns))
     table.to_csv(out / "mean_abs_shap.csv", index=False)
-    plot_beeswarm(values, X, str(out / "shap_beeswarm.png"), seed=int(p["explain"]["seed"]))
+    plot_beeswarm(values, X, str(out / "shap_beeswarm.png"), seed=int(x["seed"]))
+    plot_bar(values, X, str(out / "shap_bar.png"))
+    plot_dependence(values, X, table["feature"].head(int(x["dependence_top"])).tolist(), str(out))
+    plot_waterfalls(values, X, base, str(out))
     return table
 
 
@@ -274,31 +297,95 @@ def lineage_tags(root: Path, p: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def _pseudonymous_example(cohort, n_patients: int = 2):
+    """Input example for the logged model: real rows, patient ids replaced (ids are never logged
+    unless `register.log_patient_ids` is true)."""
+    from models.model_input import to_model_input
+
+    first = cohort.patients["patient_id"].head(n_patients).tolist()
+    pick = cohort.labs["patient_id"].isin(first)
+    example = to_model_input(cohort.labs[pick], cohort.patients[cohort.patients["patient_id"].isin(first)],
+                             cohort.events[cohort.events["patient_id"].isin(first)])
+    mapping = {pid: f"EXAMPLE-{i + 1}" for i, pid in enumerate(first)}
+    return example.assign(patient_id=example["patient_id"].map(mapping))
+
+
+def _sanitised_validation(root: Path, p: dict[str, Any]) -> Path | None:
+    """validation.json without example rows (they can carry patient ids)."""
+    src = root / p["paths"]["cohort"] / "validation.json"
+    if not src.exists():
+        return None
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items() if k != "examples"}
+        return value
+
+    import tempfile
+
+    dst = Path(tempfile.mkdtemp(prefix="crs-register-")) / "validation_report.json"
+    dst.write_text(json.dumps(scrub(json.loads(src.read_text())), indent=2, sort_keys=True))
+    return dst
+
+
+def _champion_comparison(root: Path, p: dict[str, Any], cohort_tag: str):
+    """Both AUROCs on the same validation data. If the champion was trained on this very cohort
+    (same DVC hash), its own held-out AUROC is the fair number (scoring it here would be in-sample);
+    otherwise the champion is scored on the challenger's held-out rows."""
+    from cohorts.io import read_cohort
+    from models.external import external_predictions, load_bundle
+    from models.metrics import auroc
+
+    def compare(client, champion) -> tuple[float, float, str]:
+        oof = pd.read_parquet(root / p["paths"]["oof"])
+        mine = auroc(oof["label"].to_numpy(), oof["probability"].to_numpy())
+        run = client.get_run(champion.run_id)
+        if run.data.tags.get(cohort_tag) and run.data.tags.get(cohort_tag) == lineage_tags(root, p).get(cohort_tag):
+            theirs = run.data.metrics.get("pooled.xgb_kinetics.auroc", float("nan"))
+            return theirs, mine, "champion compared by its own held-out AUROC on the same cohort (same DVC hash)"
+        bundle = load_bundle(f"models:/{champion.name}/{champion.version}")
+        cohort = read_cohort(root / p["paths"]["cohort"])
+        scored = external_predictions(bundle, cohort, sorted(oof["landmark_hours"].unique().tolist()))
+        both = oof.merge(scored[["patient_id", "landmark_hours", "probability"]], on=["patient_id", "landmark_hours"],
+                         suffixes=("", "_champion"))
+        y = both["label"].to_numpy()
+        return (auroc(y, both["probability_champion"].to_numpy()), auroc(y, both["probability"].to_numpy()),
+                "champion scored on the challenger's held-out rows (another cohort: optimistic for the champion "
+                "if it was trained on some of these patients)")
+
+    return compare
+
+
 def register() -> dict[str, Any]:
     from cohorts.io import read_cohort
-    from models.model_input import to_model_input
+    from cohorts.registry import registry_path
     from models.registry import flatten, log_and_register
 
     root = project_root()
     p = load_params()
+    r = p["register"]
     metrics = json.loads((root / p["paths"]["metrics"]).read_text())
-    flat = {k: v for k, v in flatten("", {k: v for k, v in metrics.items() if k != "cohort"}, {}).items()
-            if isinstance(v, int | float) and v == v}
+    flat = {k: v for k, v in flatten("", {k: v for k, v in metrics.items() if k not in ("cohort", "models")}, {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
     cohort = read_cohort(root / p["paths"]["cohort"])
-    first = cohort.patients["patient_id"].head(2)
-    example = to_model_input(cohort.labs[cohort.labs["patient_id"].isin(first)],
-                             cohort.patients[cohort.patients["patient_id"].isin(first)])
+    example = (_pseudonymous_example(cohort) if not r.get("log_patient_ids") else
+               _pseudonymous_example(cohort).assign(patient_id=cohort.patients["patient_id"].iloc[0]))
     tags = lineage_tags(root, p)
     oof = pd.read_parquet(root / p["paths"]["oof"])
     tags |= {"patients": str(oof["patient_id"].nunique()), "events": str(int(oof["label"].sum())),
-             "prevalence": f"{oof['label'].mean():.4f}"}
-    r = p["register"]
+             "prevalence": f"{oof['label'].mean():.4f}",
+             "negative_control": str(bool(p["train"].get("negative_control", False))).lower()}
+    artifacts = [root / p["paths"]["metrics"], root / p["paths"]["model_card"], root / p["paths"]["plots"],
+                 root / p["paths"]["explain"]]
+    validation = _sanitised_validation(root, p)
+    if validation is not None:
+        artifacts.append(validation)
     result = log_and_register(
-        root=root, model_name=r["model_name"], alias=r["alias"], experiment=r["experiment"],
-        bundle_dir=root / p["paths"]["model"], params=p, metrics=flat,
-        artifacts=[root / p["paths"]["metrics"], root / p["paths"]["model_card"], root / p["paths"]["plots"],
-                   root / p["paths"]["explain"]],
-        tags=tags, input_example=example)
+        root=root, model_name=r["model_name"], experiment=r["experiment"], bundle_dir=root / p["paths"]["model"],
+        params=p, metrics=flat, artifacts=artifacts, tags=tags, input_example=example, gates=r["gates"],
+        registry_file=registry_path(),
+        compare_with_champion=_champion_comparison(root, p, f"dvc.ingest.{p['paths']['cohort']}"),
+        challenger_alias=r["challenger_alias"], champion_alias=r["champion_alias"])
     out = root / p["paths"]["registration"]
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
