@@ -25,12 +25,6 @@ def analyte_registry(path: Path | None = None) -> pd.DataFrame:
 
 
 def registry_path() -> Path:
-    """`CRS_ANALYTE_REGISTRY` wins (the registered model points it at the copy it ships), else data/reference."""
-    import os
-
-    env = os.environ.get("CRS_ANALYTE_REGISTRY")
-    if env and Path(env).is_file():
-        return Path(env)
     return reference_dir() / "analytes.csv"
 
 

@@ -155,7 +155,7 @@ def log_and_register(*, root: Path, model_name: str, experiment: str, bundle_dir
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(source_root / "models" / "serving.py"),
-            artifacts={"bundle": str(bundle_dir), "analyte_registry": str(registry_file)},
+            artifacts={"bundle": str(bundle_dir), "reference": str(registry_file.parent)},
             code_paths=[str(source_root / p) for p in PACKAGES],
             signature=signature(input_example),
             input_example=(input_example, {"landmarks": "24,48"}),

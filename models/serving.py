@@ -21,11 +21,11 @@ class SevereCrsModel(PythonModel):
     def load_context(self, context) -> None:
         from models.bundle import ModelBundle
 
-        registry = context.artifacts.get("analyte_registry")
-        if registry and not os.environ.get("CRS_ANALYTE_REGISTRY"):
-            # readable driver names come from the registry shipped with the model, when the
-            # process has none of its own (a fresh scoring process outside the project)
-            os.environ["CRS_ANALYTE_REGISTRY"] = registry
+        reference = context.artifacts.get("reference")
+        if reference and not os.environ.get("CRS_REFERENCE_DIR"):
+            # the reference tables shipped with the model (analyte registry: readable driver names)
+            # serve a scoring process that has no project folder of its own
+            os.environ["CRS_REFERENCE_DIR"] = reference
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:

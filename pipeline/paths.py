@@ -28,14 +28,17 @@ def data_dir(root: Path | None = None) -> Path:
 
 
 def reference_dir(root: Path | None = None) -> Path:
-    """Reference tables (analyte registry, simulator parameters).
+    """Reference tables (analyte registry, simulator parameters, vocabularies).
 
-    Looked up in the project first, then beside the installed package's source tree,
-    so that `crs` works from any directory.
+    The project's own `data/reference` first; else `CRS_REFERENCE_DIR` (the registered model points
+    it at the copy it ships, for a scoring process outside any project); else beside the source tree.
     """
     local = data_dir(root) / "reference"
     if local.is_dir():
         return local
+    shipped = os.environ.get("CRS_REFERENCE_DIR")
+    if shipped and Path(shipped).is_dir():
+        return Path(shipped)
     return Path(__file__).resolve().parent.parent / "data" / "reference"
 
 
