@@ -217,19 +217,25 @@ def test_register_against_a_real_mlflow_server(repro, mlflow_server):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "PROMOTED" in done.stdout  # the first version on an empty server becomes champion
+    # load first, import after: the project packages then resolve to the model's own code copy,
+    # which must still find its reference tables (shipped with the model)
     script = """
 import json, mlflow
+model = mlflow.pyfunc.load_model("models:/severe-crs@champion")
 from cohorts.simulate import iter_chunks
 from models.model_input import to_model_input
-model = mlflow.pyfunc.load_model("models:/severe-crs@champion")
 cohort = next(iter_chunks(6, seed=8, therapy_mix={"tisa-cel": 1.0}))
-out = model.predict(to_model_input(cohort.labs, cohort.patients, cohort.events), params={"landmarks": "48"})
-print(json.dumps({"rows": len(out), "statuses": sorted(set(out["status"]))}))
+out = model.predict(to_model_input(cohort.labs, cohort.patients, cohort.events),
+                    params={"landmarks": "48", "reasons": "all"})
+scored = out[out["status"] == "scored"]
+print(json.dumps({"rows": len(out), "statuses": sorted(set(out["status"])),
+                  "drivers": int((scored["top_drivers"].str.len() > 0).sum()), "scored": len(scored)}))
 """
     scored = subprocess.run([sys.executable, "-c", script], cwd=project.parent, env=server_env,
                             capture_output=True, text=True)
     assert scored.returncode == 0, scored.stderr[-3000:]
-    assert json.loads(scored.stdout.strip().splitlines()[-1])["rows"] == 6
+    result = json.loads(scored.stdout.strip().splitlines()[-1])
+    assert result["rows"] == 6 and result["drivers"] == result["scored"]
 
 
 def test_gate_refuses_a_deliberately_worse_model_and_keeps_the_champion(repro):
