@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{v['rows_in']} lab rows in: {v['rows_out']} canonical, {v['rows_quarantined']} quarantined "
               f"{v['by_reason']} -> {args.out} (see validation.json, quarantine.parquet)")
     elif args.command == "featurize":
-        matrix = stages.featurize(args.cohort, parse_landmarks(",".join(args.landmarks)), args.out)
-        print(f"{len(matrix)} patient x landmark rows ({int(matrix['eligible'].sum())} eligible) -> {args.out}")
+        counts = stages.featurize(args.cohort, parse_landmarks(",".join(args.landmarks)), args.out)
+        print(f"{counts['rows']} patient x landmark rows from {counts['patients']} patients, "
+              f"{counts['lab_rows']} lab rows -> {args.out}")
     elif args.command == "describe":
         from cohorts.describe import format_comparison
 

@@ -106,17 +106,24 @@ def _relative(path: str, root: Path) -> str:
         return str(path)
 
 
-def featurize(cohort_dir: Path, landmarks: list[float], out: Path) -> pd.DataFrame:
-    from cohorts.io import read_cohort
+def featurize(cohort_dir: Path, landmarks: list[float], out: Path) -> dict[str, int]:
+    """Landmark matrix of a canonical cohort folder, streamed in patient chunks (memory bounded
+    whatever the cohort size; output identical to the in-memory build)."""
+    from cohorts.errors import CohortError
+    from features.chunks import featurize_folder
 
-    cohort = read_cohort(cohort_dir)
-    features = _features_from_params(load_params())
+    cohort_dir = Path(cohort_dir)
+    if not cohort_dir.is_dir():
+        raise CohortError(f"Cohort folder {cohort_dir} does not exist or is not a folder")
+    for name in ("labs", "patients"):
+        if not (cohort_dir / f"{name}.parquet").exists():
+            raise CohortError(f"Cohort folder {cohort_dir} has no {name}.parquet (expected the canonical "
+                              "tables written by `crs simulate` or `crs ingest`)", file=str(cohort_dir))
+    p = load_params()
+    features = _features_from_params(p)
     # no events.parquet = treatments not recorded: features say "unknown" (NaN), not "not given"
-    recorded = (Path(cohort_dir) / "events.parquet").exists()
-    matrix = features.build(cohort.labs, cohort.patients, landmarks, events=cohort.events if recorded else None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    matrix.to_parquet(out, index=False)
-    return matrix
+    return featurize_folder(cohort_dir, out, features, landmarks,
+                            chunk_patients=int(p["featurize"].get("read_chunk_patients", 200_000)))
 
 
 def train(features_path: Path | None = None, out_dir: Path | None = None) -> dict[str, Any]:
