@@ -151,12 +151,32 @@ def train(features_path: Path | None = None, out_dir: Path | None = None) -> dic
     return bundle.meta
 
 
-def evaluate() -> dict[str, Any]:
+def _write_curves(table: pd.DataFrame, metrics: dict[str, Any], folder: Path, label: str,
+                  decision_thresholds: list[float]) -> None:
+    """Plot data (CSV, for `dvc plots diff`) and PNGs: ROC, PR, calibration, decision curve."""
     import numpy as np
 
-    from models.evaluate import curve_tables, decision_curve, evaluate_predictions
-    from models.model_card import render_model_card
+    from models.evaluate import curve_tables, decision_curve
     from models.plots import plot_calibration, plot_decision_curve, plot_roc_pr
+
+    folder.mkdir(parents=True, exist_ok=True)
+    curves = curve_tables(table)
+    for name, frame in curves.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    lo, hi, step = decision_thresholds
+    dc = decision_curve(table, np.round(np.arange(lo, hi + step / 2, step), 6))
+    dc.to_csv(folder / "decision_curve.csv", index=False)
+    plot_roc_pr(table, str(folder / "roc.png"), str(folder / "pr.png"), label)
+    pooled = metrics["pooled"]
+    plot_calibration(curves["calibration"], str(folder / "calibration.png"), label,
+                     pooled.get("xgb_kinetics.calibration_slope", float("nan")),
+                     pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
+    plot_decision_curve(dc, str(folder / "decision_curve.png"), label)
+
+
+def evaluate() -> dict[str, Any]:
+    from models.evaluate import evaluate_predictions
+    from models.model_card import render_model_card
 
     root = project_root()
     p = load_params()
@@ -165,20 +185,8 @@ def evaluate() -> dict[str, Any]:
     metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
     prov = _provenance(root, p)
     metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
-    plots = root / p["paths"]["plots"]
-    plots.mkdir(parents=True, exist_ok=True)
     label = "SYNTHETIC cohort" if prov.get("synthetic") else "held-out patients"
-    for name, table in curve_tables(oof).items():
-        table.to_csv(plots / f"{name}.csv", index=False)
-    lo, hi, step = e["decision_thresholds"]
-    dc = decision_curve(oof, np.round(np.arange(lo, hi + step / 2, step), 6))
-    dc.to_csv(plots / "decision_curve.csv", index=False)
-    plot_roc_pr(oof, str(plots / "roc.png"), str(plots / "pr.png"), label)
-    pooled = metrics["pooled"]
-    plot_calibration(curve_tables(oof)["calibration"], str(plots / "calibration.png"), label,
-                     pooled.get("xgb_kinetics.calibration_slope", float("nan")),
-                     pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
-    plot_decision_curve(dc, str(plots / "decision_curve.png"), label)
+    _write_curves(oof, metrics, root / p["paths"]["plots"], label, e["decision_thresholds"])
     (root / p["paths"]["metrics"]).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     meta = json.loads((root / p["paths"]["model"] / "meta.json").read_text())
     matrix = pd.read_parquet(root / p["paths"]["features"])
@@ -193,12 +201,10 @@ def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_di
                       landmarks: list[float] | None = None) -> dict[str, Any]:
     """`crs evaluate --model URI --cohort PATH`: the same metrics and plots on another cohort."""
     import mlflow
-    import numpy as np
 
     from cohorts.io import read_cohort
-    from models.evaluate import curve_tables, decision_curve, evaluate_predictions
+    from models.evaluate import evaluate_predictions
     from models.external import external_predictions, load_bundle
-    from models.plots import plot_calibration, plot_decision_curve, plot_roc_pr
     from pipeline.paths import tracking_uri
 
     p = load_params()
@@ -217,20 +223,8 @@ def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_di
     metrics["model_uri"] = model_uri
     metrics["cohort"] = {"path": str(cohort_path), "format": fmt or "canonical",
                          "synthetic": bool(cohort.provenance.get("synthetic", False))}
-    out_dir.mkdir(parents=True, exist_ok=True)
     label = f"external: {cohort_path.name}" + (" (SYNTHETIC)" if metrics["cohort"]["synthetic"] else "")
-    curves = curve_tables(table)
-    for name, frame in curves.items():
-        frame.to_csv(out_dir / f"{name}.csv", index=False)
-    lo, hi, step = e["decision_thresholds"]
-    dc = decision_curve(table, np.round(np.arange(lo, hi + step / 2, step), 6))
-    dc.to_csv(out_dir / "decision_curve.csv", index=False)
-    plot_roc_pr(table, str(out_dir / "roc.png"), str(out_dir / "pr.png"), label)
-    pooled = metrics["pooled"]
-    plot_calibration(curves["calibration"], str(out_dir / "calibration.png"), label,
-                     pooled.get("xgb_kinetics.calibration_slope", float("nan")),
-                     pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
-    plot_decision_curve(dc, str(out_dir / "decision_curve.png"), label)
+    _write_curves(table, metrics, out_dir, label, e["decision_thresholds"])
     table.to_parquet(out_dir / "predictions.parquet", index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
