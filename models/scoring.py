@@ -27,7 +27,7 @@ from cohorts.errors import CohortError
 from models.predict import STATUSES, output_columns, predict_cohort
 
 MODEL_COLUMNS = ["model_name", "model_version", "model_alias", "scored_at"]
-DEFAULT_CHUNK_PATIENTS = 50_000
+DEFAULT_CHUNK_PATIENTS = 10_000
 
 
 class ScoringError(CohortError):
