@@ -297,3 +297,30 @@ def test_cli_unknown_model_uri_is_exit_2_without_output(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert code == 2 and "Cannot load model" in err and "Traceback" not in err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise():
+    import io
+
+    from models.scoring import _Progress
+
+    plain = io.StringIO()
+    p = _Progress(20, enabled=False, stream=plain)
+    p.update(10)
+    p.update(10)
+    p.close()
+    assert plain.getvalue().count("crs score:") == 2 and "20/20 patients (100%)" in plain.getvalue()
+    bar = io.StringIO()
+    p = _Progress(20, enabled=True, stream=bar)
+    p.update(20)
+    p.close()
+    assert "100%|" in bar.getvalue() and "patients/s" in bar.getvalue() and "crs score:" not in bar.getvalue()
+
+
+def test_cli_landmarks_and_as_of_are_exclusive(tmp_path):
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["score", "--cohort", str(tmp_path), "--landmarks", "24", "--as-of", "latest",
+              "--out", str(tmp_path / "s.csv")])
+    assert exc.value.code == 2
