@@ -43,19 +43,32 @@ def iter_cohort_chunks(folder: Path | str, chunk_patients: int = 50_000,
     events_path = folder / "events.parquet"
     events_ds = ds.dataset(events_path, format="parquet") if events_path.exists() else None
     ids = patients["patient_id"]
+    lab_id, event_id = _string_id(labs_ds), _string_id(events_ds) if events_ds is not None else None
     for first in range(0, len(patients), chunk_patients):
         stop = min(first + chunk_patients, len(patients))
-        in_range = (ds.field("patient_id") >= ids.iloc[first]) & (ds.field("patient_id") <= ids.iloc[stop - 1])
+        lo, hi = ids.iloc[first], ids.iloc[stop - 1]
+        in_range = (lab_id >= lo) & (lab_id <= hi)
         lab_filter = in_range if analytes is None else in_range & ds.field("analyte").isin(list(analytes))
         labs = labs_ds.to_table(filter=lab_filter, columns=columns).to_pandas()
         if validate:
             labs = canonical_labs(labs, file=str(folder / "labs.parquet"))
         events = None
         if events_ds is not None:
-            events = events_ds.to_table(filter=in_range).to_pandas()
+            events = events_ds.to_table(filter=(event_id >= lo) & (event_id <= hi)).to_pandas()
             if validate:
                 events = canonical_events(events, file=str(events_path))
         yield labs, patients.iloc[first:stop].reset_index(drop=True), events
+
+
+def _string_id(dataset):
+    """patient_id as a string expression: ids are compared as strings (as the patients table is sorted),
+    whatever type a file stored them in (an empty events table often has a float column)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    field = ds.field("patient_id")
+    kind = dataset.schema.field("patient_id").type
+    return field if pa.types.is_string(kind) or pa.types.is_large_string(kind) else field.cast(pa.string())
 
 
 def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmarks: list[float],

@@ -310,10 +310,12 @@ def test_featurize_stage_events_file_absent_means_unknown(tmp_path, small_cohort
     patients = small_cohort.patients.head(30)
     labs = small_cohort.labs[small_cohort.labs["patient_id"].isin(patients["patient_id"])]
     write_cohort(Cohort(labs, patients, _events([]), {}), tmp_path / "c")
-    recorded = stages.featurize(tmp_path / "c", [24.0], tmp_path / "a.parquet")
+    stages.featurize(tmp_path / "c", [24.0], tmp_path / "a.parquet")
+    recorded = pd.read_parquet(tmp_path / "a.parquet")
     assert (recorded["tocilizumab__given"] == 0).all()
     (tmp_path / "c" / "events.parquet").unlink()
-    unrecorded = stages.featurize(tmp_path / "c", [24.0], tmp_path / "b.parquet")
+    stages.featurize(tmp_path / "c", [24.0], tmp_path / "b.parquet")
+    unrecorded = pd.read_parquet(tmp_path / "b.parquet")
     assert unrecorded["tocilizumab__given"].isna().all()
     event_cols = [c for c in recorded if c.split("__")[0] in EVENT_TYPES]
     pd.testing.assert_frame_equal(recorded.drop(columns=event_cols), unrecorded.drop(columns=event_cols))
