@@ -1,0 +1,61 @@
+"""Wall time of train (nested CV + baselines + final model) and evaluate (bootstrap CIs) with the
+settings in params.yaml, for simulated cohorts of several sizes.
+
+    python -m benchmarks.bench_train [--patients 2000,20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from benchmarks.common import in_subprocess, peak_rss_mib, print_table
+
+MIX = {"axi-cel": 0.25, "tisa-cel": 0.2, "liso-cel": 0.15, "brexu-cel": 0.1, "ide-cel": 0.1,
+       "cilta-cel": 0.1, "blinatumomab": 0.1}
+
+
+def one(n: int) -> dict:
+    from cohorts.simulate import iter_chunks
+    from models.crossval import TrainConfig
+    from models.evaluate import evaluate_predictions
+    from models.train import train_model
+    from pipeline.params import load_params, parse_landmarks
+    from pipeline.stages import _features_from_params
+
+    p = load_params()
+    chunks = list(iter_chunks(n, seed=5, therapy_mix=MIX))
+    import pandas as pd
+
+    labs = pd.concat([c.labs for c in chunks], ignore_index=True)
+    patients = pd.concat([c.patients for c in chunks], ignore_index=True)
+    events = pd.concat([c.events for c in chunks], ignore_index=True)
+    features = _features_from_params(p)
+    t0 = time.perf_counter()
+    matrix = features.build(labs, patients, parse_landmarks(p["featurize"]["landmarks_hours"]), events=events)
+    t1 = time.perf_counter()
+    bundle, oof = train_model(matrix, features, TrainConfig.from_params(p["train"]))
+    t2 = time.perf_counter()
+    metrics = evaluate_predictions(oof, int(p["evaluate"]["n_bootstrap"]), 1, int(p["evaluate"]["subgroup_min_events"]))
+    t3 = time.perf_counter()
+    return {"patients": n, "landmark_rows": len(oof), "events": int(oof["label"].sum()),
+            "featurize_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1), "evaluate_s": round(t3 - t2, 1),
+            "auroc": round(metrics["pooled"]["xgb_kinetics.auroc"], 3), "peak_rss_mib": round(peak_rss_mib())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", default="2000,20000")
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one is not None:
+        print(json.dumps(one(args.one)))
+        return
+    rows = [in_subprocess("benchmarks.bench_train", "--one", n) for n in args.patients.split(",")]
+    print("train + evaluate with params.yaml settings (nthread per fit from params)")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
