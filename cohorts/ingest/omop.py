@@ -24,6 +24,7 @@ from cohorts.errors import CohortError
 from cohorts.ingest.clinical import CRS_PATTERN, events_from, infusion_from, outcomes_from
 from cohorts.ingest.source import Source
 from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
+from cohorts.ingest.tables import text_column as _col
 from cohorts.ingest.times import hours_from, num, parse_datetimes
 from cohorts.ingest.vocab import map_analytes
 from pipeline.paths import reference_dir
@@ -56,14 +57,6 @@ def _table(folder: Path, name: str, required: list[str], needed: bool) -> pd.Dat
 
 def _s(series: pd.Series) -> pd.Series:
     return series.astype("string")
-
-
-def _col(frame: pd.DataFrame, *names: str) -> pd.Series:
-    for n in names:
-        if n in frame:
-            text = frame[n].astype("string")
-            return text.mask(text.str.strip() == "")  # SAS transport pads blanks: blank = missing
-    return pd.Series(pd.NA, index=frame.index, dtype="string")
 
 
 def _concepts(folder: Path) -> tuple[pd.Series, pd.Series]:

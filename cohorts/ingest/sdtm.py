@@ -21,6 +21,7 @@ from cohorts.errors import CohortError
 from cohorts.ingest.clinical import CRS_PATTERN, events_from, infusion_from, outcomes_from
 from cohorts.ingest.source import Source
 from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
+from cohorts.ingest.tables import text_column as _col
 from cohorts.ingest.times import hours_from, iso_duration_hours, num, parse_datetimes
 from cohorts.ingest.vocab import map_analytes
 
@@ -42,14 +43,6 @@ def _domain(folder: Path, name: str, required: list[str], needed: bool) -> tuple
     require(list(frame.columns), required, path, name.upper())
     frame["USUBJID"] = frame["USUBJID"].astype("string").str.strip()
     return frame, path
-
-
-def _col(frame: pd.DataFrame, *names: str) -> pd.Series:
-    for n in names:
-        if n in frame:
-            text = frame[n].astype("string")
-            return text.mask(text.str.strip() == "")  # SAS transport pads blanks: blank = missing
-    return pd.Series(pd.NA, index=frame.index, dtype="string")
 
 
 def open_sdtm(folder: Path, chunk_rows: int) -> Source:

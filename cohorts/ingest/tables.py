@@ -131,6 +131,15 @@ def read_xpt(path: Path) -> pd.DataFrame:
     return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
 
 
+def text_column(frame: pd.DataFrame, *names: str) -> pd.Series:
+    """The first of `names` present, as text with blanks as missing; all-missing if none is present."""
+    for n in names:
+        if n in frame:
+            text = frame[n].astype("string")
+            return text.mask(text.str.strip() == "")  # SAS transport pads blanks: blank = missing
+    return pd.Series(pd.NA, index=frame.index, dtype="string")
+
+
 def require(columns: list[str], required: list[str], path: Path, table: str) -> None:
     absent = [c for c in required if c not in columns]
     if absent:
