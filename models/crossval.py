@@ -58,11 +58,15 @@ class Fitted:
     columns: list[str]
 
 
-def fit_calibrated(rows: pd.DataFrame, features: KineticFeatures, cfg: TrainConfig,
-                   columns: list[str] | None = None) -> Fitted:
-    y = rows["label"].to_numpy().astype(int)
+def fit_calibrated(rows: pd.DataFrame, features: KineticFeatures, cfg: TrainConfig) -> Fitted:
+    """Fit the feature transformer on `rows`, then the tuned, calibrated booster on its output."""
     fitted_features = KineticFeatures(**features.get_params()).fit(rows)
-    X = fitted_features.transform(rows)
+    return _fit_matrix(fitted_features, fitted_features.transform(rows), rows, cfg)
+
+
+def _fit_matrix(fitted_features: KineticFeatures, X: pd.DataFrame, rows: pd.DataFrame, cfg: TrainConfig,
+                columns: list[str] | None = None) -> Fitted:
+    y = rows["label"].to_numpy().astype(int)
     cols = columns if columns is not None else list(X.columns)
     tuned = fit_tuned(X[cols], y, rows["patient_id"], cfg.xgboost, cfg.search_space, cfg.inner_folds, cfg.seed)
     calibration = fit_calibration(tuned.inner_oof_margin, y, cfg.calibration)
@@ -71,9 +75,8 @@ def fit_calibrated(rows: pd.DataFrame, features: KineticFeatures, cfg: TrainConf
     return Fitted(fitted_features, tuned, calibration, threshold, cols)
 
 
-def predict_fitted(model: Fitted, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    X = model.features.transform(rows)[model.columns]
-    margin = predict_margin(model.tuned.booster, X)
+def _predict_matrix(model: Fitted, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    margin = predict_margin(model.tuned.booster, X[model.columns])
     return margin, apply_calibration(margin, model.calibration)
 
 
@@ -92,12 +95,13 @@ def outer_cross_validation(rows: pd.DataFrame, features: KineticFeatures, cfg: T
     analytes = list(features.analytes) + list(getattr(features, "covariate_analytes", ()))
     for k in np.unique(folds):
         train, test = folds != k, folds == k
-        primary = fit_calibrated(rows[train], features, cfg)
-        margin, prob = predict_fitted(primary, rows[test])
+        # one transformer per outer fold, fitted on its training patients; every model below shares it
+        fold_features = KineticFeatures(**features.get_params()).fit(rows[train])
+        X_train, X_test = fold_features.transform(rows[train]), fold_features.transform(rows[test])
+        primary = _fit_matrix(fold_features, X_train, rows[train], cfg)
+        margin, prob = _predict_matrix(primary, X_test)
         out.loc[test, "margin"], out.loc[test, "probability"] = margin, prob
         out.loc[test, "threshold"] = primary.threshold
-        X_train = primary.features.transform(rows[train])
-        X_test = primary.features.transform(rows[test])
         out.loc[test, "m_easix"] = m_easix(X_test)
         out.loc[test, "easix"] = easix(X_test)
         out.loc[test, "p_prevalence"] = y[train].mean()
@@ -105,6 +109,6 @@ def outer_cross_validation(rows: pd.DataFrame, features: KineticFeatures, cfg: T
             single = single_value_columns(list(X_train.columns), analytes)
             lr = single_value_logistic().fit(X_train[single].to_numpy(), y[train])
             out.loc[test, "p_single_value_lr"] = lr.predict_proba(X_test[single].to_numpy())[:, 1]
-            absolute = fit_calibrated(rows[train], features, cfg, absolute_only_columns(list(X_train.columns)))
-            out.loc[test, "p_absolute_xgb"] = predict_fitted(absolute, rows[test])[1]
+            absolute = _fit_matrix(fold_features, X_train, rows[train], cfg, absolute_only_columns(list(X_train.columns)))
+            out.loc[test, "p_absolute_xgb"] = _predict_matrix(absolute, X_test)[1]
     return out
