@@ -20,6 +20,12 @@ CALIBRATION = "calibration.json"
 META = "meta.json"
 
 
+def dmatrix(X: pd.DataFrame, label: np.ndarray | None = None) -> xgb.DMatrix:
+    """The model's input matrix: float64, column names as feature names, NaN = missing."""
+    return xgb.DMatrix(X.to_numpy("float64"), label=label, feature_names=[str(c) for c in X.columns],
+                       missing=np.nan)
+
+
 @dataclass
 class ModelBundle:
     booster: xgb.Booster
@@ -28,9 +34,7 @@ class ModelBundle:
     meta: dict[str, Any]
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
-        dm = xgb.DMatrix(X.to_numpy("float64"), feature_names=list(self.features.get_feature_names_out()),
-                         missing=np.nan)
-        return self.booster.predict(dm, output_margin=True)
+        return self.booster.predict(dmatrix(X), output_margin=True)
 
     def probability(self, X: pd.DataFrame) -> np.ndarray:
         return apply_calibration(self.margin(X), self.calibration)

@@ -23,10 +23,6 @@ def fit_calibration(margin: np.ndarray, y: np.ndarray, method: str = "sigmoid") 
     raise ValueError(f"calibration method must be 'sigmoid' or 'isotonic', not {method!r}")
 
 
-def fit_platt(margin: np.ndarray, y: np.ndarray) -> dict:
-    return fit_calibration(margin, y, "sigmoid")
-
-
 def apply_calibration(margin: np.ndarray, calibration: dict) -> np.ndarray:
     margin = np.asarray(margin, dtype="float64")
     method = calibration.get("method", "sigmoid")

@@ -64,12 +64,11 @@ def parse_reasons(text: str | None, default_threshold: float) -> ReasonsPolicy:
 
 def contributions(booster, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(values [n, p], bias [n]) on the log-odds scale, from XGBoost's `pred_contribs`."""
-    import xgboost as xgb
+    from models.bundle import dmatrix
 
     if len(X) == 0:
         return np.empty((0, X.shape[1])), np.empty(0)
-    dm = xgb.DMatrix(X.to_numpy("float64"), feature_names=[str(c) for c in X.columns], missing=np.nan)
-    contribs = booster.predict(dm, pred_contribs=True)
+    contribs = booster.predict(dmatrix(X), pred_contribs=True)
     return contribs[:, :-1], contribs[:, -1]
 
 

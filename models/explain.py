@@ -55,9 +55,10 @@ def shap_values(booster: xgb.Booster, X: pd.DataFrame) -> tuple[np.ndarray, floa
 
     Returns (values [n, p], expected value). Identical to shap.TreeExplainer (tested).
     """
-    dm = xgb.DMatrix(X.to_numpy("float64"), feature_names=list(X.columns), missing=np.nan)
-    contribs = booster.predict(dm, pred_contribs=True)
-    return contribs[:, :-1], float(contribs[0, -1]) if len(contribs) else 0.0
+    from models.drivers import contributions
+
+    values, bias = contributions(booster, X)
+    return values, float(bias[0]) if len(bias) else 0.0
 
 
 def mean_abs_shap(values: np.ndarray, feature_names: list[str]) -> pd.DataFrame:
@@ -70,20 +71,12 @@ def plot_beeswarm(values: np.ndarray, X: pd.DataFrame, path: str, max_display: i
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import shap
 
     # shap's beeswarm shuffles points with the global NumPy RNG: seed it so the PNG is reproducible
     np.random.seed(seed)
-    explanation = shap.Explanation(values=values, data=X.to_numpy("float64"),
-                                   feature_names=[readable_name(c) for c in X.columns])
-    shap.plots.beeswarm(explanation, max_display=max_display, show=False)
-    fig = plt.gcf()
-    fig.axes[0].set_xlabel("SHAP value (impact on log-odds of grade ≥3 CRS)")
-    fig.set_size_inches(10, 7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    shap.plots.beeswarm(_explanation(values, X), max_display=max_display, show=False)
+    _save_current(path, "SHAP value (impact on log-odds of grade ≥3 CRS)", dpi=110)
 
 
 def _explanation(values: np.ndarray, X: pd.DataFrame, base: float = 0.0):
@@ -93,7 +86,7 @@ def _explanation(values: np.ndarray, X: pd.DataFrame, base: float = 0.0):
                             feature_names=[readable_name(c) for c in X.columns])
 
 
-def _save_current(path: str, xlabel: str | None = None, size: tuple[float, float] = (10, 7)) -> None:
+def _save_current(path: str, xlabel: str | None = None, size: tuple[float, float] = (10, 7), dpi: int = 100) -> None:
     import matplotlib.pyplot as plt
 
     fig = plt.gcf()
@@ -101,7 +94,7 @@ def _save_current(path: str, xlabel: str | None = None, size: tuple[float, float
         fig.axes[0].set_xlabel(xlabel)
     fig.set_size_inches(*size)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
     plt.close(fig)
 
 

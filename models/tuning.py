@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from models.bundle import dmatrix as _dmatrix
 from models.folds import patient_folds
 from models.metrics import auroc
 
@@ -28,10 +29,6 @@ def search_space(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Cartesian grid of the (small) search space in params.yaml."""
     keys = sorted(space)
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(space[k] for k in keys))]
-
-
-def _dmatrix(X: pd.DataFrame, y: np.ndarray | None = None) -> xgb.DMatrix:
-    return xgb.DMatrix(X.to_numpy("float64"), label=y, feature_names=list(X.columns), missing=np.nan)
 
 
 def _booster_params(base: dict[str, Any], config: dict[str, Any], seed: int) -> dict[str, Any]:
