@@ -126,7 +126,7 @@ def list_versions(client, name: str) -> pd.DataFrame:
 def log_and_register(*, root: Path, model_name: str, experiment: str, bundle_dir: Path,
                      params: dict[str, Any], metrics: dict[str, float], artifacts: list[Path],
                      tags: dict[str, str], input_example: pd.DataFrame, gates: dict[str, Any],
-                     registry_file: Path, compare_with_champion=None,
+                     reference_dir: Path, compare_with_champion=None,
                      challenger_alias: str = "challenger", champion_alias: str = "champion") -> dict[str, Any]:
     """One MLflow run: params, metrics, tags, artifacts and the pyfunc model. The new version gets
     `challenger_alias`; it becomes `champion_alias` only if :func:`models.gates.decide` says so.
@@ -155,7 +155,7 @@ def log_and_register(*, root: Path, model_name: str, experiment: str, bundle_dir
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(source_root / "models" / "serving.py"),
-            artifacts={"bundle": str(bundle_dir), "reference": str(registry_file.parent)},
+            artifacts={"bundle": str(bundle_dir), "reference": str(reference_dir)},
             code_paths=[str(source_root / p) for p in PACKAGES],
             signature=signature(input_example),
             input_example=(input_example, {"landmarks": "24,48"}),

@@ -298,15 +298,17 @@ def lineage_tags(root: Path, p: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def _pseudonymous_example(cohort, n_patients: int = 2):
-    """Input example for the logged model: real rows, patient ids replaced (ids are never logged
-    unless `register.log_patient_ids` is true)."""
+def _input_example(cohort, pseudonymise: bool, n_patients: int = 2):
+    """Input example for the logged model: real rows; patient ids replaced by EXAMPLE-1, ... unless
+    the user opted in (`register.log_patient_ids: true`)."""
     from models.model_input import to_model_input
 
     first = cohort.patients["patient_id"].head(n_patients).tolist()
     pick = cohort.labs["patient_id"].isin(first)
     example = to_model_input(cohort.labs[pick], cohort.patients[cohort.patients["patient_id"].isin(first)],
                              cohort.events[cohort.events["patient_id"].isin(first)])
+    if not pseudonymise:
+        return example
     mapping = {pid: f"EXAMPLE-{i + 1}" for i, pid in enumerate(first)}
     return example.assign(patient_id=example["patient_id"].map(mapping))
 
@@ -359,8 +361,8 @@ def _champion_comparison(root: Path, p: dict[str, Any], cohort_tag: str):
 
 def register() -> dict[str, Any]:
     from cohorts.io import read_cohort
-    from cohorts.registry import registry_path
     from models.registry import flatten, log_and_register
+    from pipeline.paths import reference_dir
 
     root = project_root()
     p = load_params()
@@ -369,8 +371,7 @@ def register() -> dict[str, Any]:
     flat = {k: v for k, v in flatten("", {k: v for k, v in metrics.items() if k not in ("cohort", "models")}, {}).items()
             if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
     cohort = read_cohort(root / p["paths"]["cohort"])
-    example = (_pseudonymous_example(cohort) if not r.get("log_patient_ids") else
-               _pseudonymous_example(cohort).assign(patient_id=cohort.patients["patient_id"].iloc[0]))
+    example = _input_example(cohort, pseudonymise=not r.get("log_patient_ids"))
     tags = lineage_tags(root, p)
     oof = pd.read_parquet(root / p["paths"]["oof"])
     tags |= {"patients": str(oof["patient_id"].nunique()), "events": str(int(oof["label"].sum())),
@@ -384,7 +385,7 @@ def register() -> dict[str, Any]:
     result = log_and_register(
         root=root, model_name=r["model_name"], experiment=r["experiment"], bundle_dir=root / p["paths"]["model"],
         params=p, metrics=flat, artifacts=artifacts, tags=tags, input_example=example, gates=r["gates"],
-        registry_file=registry_path(),
+        reference_dir=reference_dir(root),
         compare_with_champion=_champion_comparison(root, p, f"dvc.ingest.{p['paths']['cohort']}"),
         challenger_alias=r["challenger_alias"], champion_alias=r["champion_alias"])
     out = root / p["paths"]["registration"]
