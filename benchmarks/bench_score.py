@@ -54,7 +54,7 @@ def run_one(folder: Path, model: str, bundle: str | None, landmarks: list[float]
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from models.scoring import LoadedModel, canonical_source, load_model, score_source
+    from scoring.batch import LoadedModel, canonical_source, load_model, score_source
 
     t0 = time.perf_counter()
     if bundle:

@@ -18,11 +18,12 @@ MIX = {"axi-cel": 0.25, "tisa-cel": 0.2, "liso-cel": 0.15, "brexu-cel": 0.1, "id
 
 def one(n: int) -> dict:
     from cohorts.simulate import iter_chunks
+    from crs_settings import load_params
+    from features.transformer import KineticFeatures
     from models.crossval import TrainConfig
     from models.evaluate import evaluate_predictions
     from models.train import train_model
-    from pipeline.params import load_params, parse_landmarks
-    from pipeline.stages import _features_from_params
+    from pipeline.common import parse_landmarks
 
     p = load_params()
     chunks = list(iter_chunks(n, seed=5, therapy_mix=MIX))
@@ -31,7 +32,7 @@ def one(n: int) -> dict:
     labs = pd.concat([c.labs for c in chunks], ignore_index=True)
     patients = pd.concat([c.patients for c in chunks], ignore_index=True)
     events = pd.concat([c.events for c in chunks], ignore_index=True)
-    features = _features_from_params(p)
+    features = KineticFeatures.from_params(p["featurize"])
     t0 = time.perf_counter()
     matrix = features.build(labs, patients, parse_landmarks(p["featurize"]["landmarks_hours"]), events=events)
     t1 = time.perf_counter()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.paths import reference_dir
+from crs_settings import reference_dir
 
 
 def load_targets(path: Path | None = None) -> pd.DataFrame:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from crs_settings import InputProblem
 
-class CohortError(Exception):
+
+class CohortError(InputProblem):
     """Input data cannot be used as given. The message says what, where, and how to fix it."""
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,

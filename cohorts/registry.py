@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.paths import reference_dir
+from crs_settings import reference_dir
 
 
 @lru_cache(maxsize=4)

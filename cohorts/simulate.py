@@ -24,7 +24,7 @@ from cohorts.registry import analyte_registry
 from cohorts.schema import canonical_events
 from cohorts.sim_course import latent_distribution, observed_tables, simulate_course
 from cohorts.sim_labs import simulate_labs
-from pipeline.paths import reference_dir
+from crs_settings import reference_dir
 
 __all__ = ["latent_distribution", "load_simulator_params", "iter_chunks", "write_simulated_cohort",
            "SimulatedChunk"]

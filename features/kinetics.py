@@ -23,6 +23,7 @@ import pandas as pd
 CORE_ANALYTES = ("IL6", "IFNG", "CRP", "FERRITIN", "ANG2")
 EVENT_TYPES = ("tocilizumab", "corticosteroids", "siltuximab", "anakinra", "vasopressors")
 DEFAULT_CROSS_PAIRS = (("IL6", "IFNG"), ("CRP", "IL6"))
+DEFAULT_COVARIATE_ANALYTES = ("TEMP_MAX", "LDH", "PLT", "CREAT")  # absolute values only (m-EASIX, EASIX inputs)
 
 # Per analyte, as of L (see features/README.md for meaning and unit of each).
 # The first nine keep the names and meaning of the walking skeleton's features.
@@ -52,7 +53,7 @@ class FeatureSpec:
     trailing_window_hours: float = 48.0
     rise_fold: float = 4.0
     cross_analyte_pairs: tuple[tuple[str, str], ...] = DEFAULT_CROSS_PAIRS
-    covariate_analytes: tuple[str, ...] = ("TEMP_MAX",)
+    covariate_analytes: tuple[str, ...] = DEFAULT_COVARIATE_ANALYTES
     event_types: tuple[str, ...] = EVENT_TYPES
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.kinetics import (
     CORE_ANALYTES,
+    DEFAULT_COVARIATE_ANALYTES,
     DEFAULT_CROSS_PAIRS,
     EVENT_TYPES,
     FeatureSpec,
@@ -46,7 +47,7 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                  trailing_window_hours: float = 48.0,
                  rise_fold: float = 4.0,
                  cross_analyte_pairs: tuple[tuple[str, str], ...] = DEFAULT_CROSS_PAIRS,
-                 covariate_analytes: tuple[str, ...] = ("TEMP_MAX",),
+                 covariate_analytes: tuple[str, ...] = DEFAULT_COVARIATE_ANALYTES,
                  event_types: tuple[str, ...] = EVENT_TYPES,
                  chunk_patients: int = 10_000) -> None:
         self.analytes = analytes
@@ -60,6 +61,36 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
         self.covariate_analytes = covariate_analytes
         self.event_types = event_types
         self.chunk_patients = chunk_patients
+
+    # params.yaml `featurize` key -> constructor argument (the one mapping from configuration)
+    PARAM_KEYS = {"analytes": "analytes", "baseline_window_hours": "baseline_window_hours",
+                  "horizon_hours": "horizon_hours", "categorical_covariates": "categorical",
+                  "numeric_covariates": "numeric_covariates", "trailing_window_hours": "trailing_window_hours",
+                  "rise_fold": "rise_fold", "cross_analyte_pairs": "cross_analyte_pairs",
+                  "covariate_analytes": "covariate_analytes", "event_types": "event_types",
+                  "chunk_patients": "chunk_patients"}
+
+    @classmethod
+    def from_params(cls, featurize: dict[str, Any]) -> KineticFeatures:
+        """The transformer params.yaml's `featurize` section describes (keys it does not name keep
+        the constructor defaults; keys that only configure the stage, e.g. landmarks, are ignored)."""
+        kwargs: dict[str, Any] = {}
+        for key, arg in cls.PARAM_KEYS.items():
+            if key not in featurize:
+                continue
+            value = featurize[key]
+            if arg == "cross_analyte_pairs":
+                value = tuple(tuple(str(x) for x in pair) for pair in value)
+            elif arg in ("horizon_hours", "trailing_window_hours", "rise_fold"):
+                value = float(value)
+            elif arg == "chunk_patients":
+                value = int(value)
+            elif arg == "baseline_window_hours":
+                value = tuple(float(x) for x in value)
+            else:
+                value = tuple(str(x) for x in value)
+            kwargs[arg] = value
+        return cls(**kwargs)
 
     def spec(self) -> FeatureSpec:
         """The feature definition (validated) these parameters describe."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.vocabulary import readable_name
+
 TOP_K = 3
 # log2 fold-change features: the text also gives the plain multiple (×39 vs baseline)
 _FOLD_KINDS = {"log2_fc": "vs baseline", "max_log2_fc": "vs baseline at peak"}
@@ -137,8 +139,6 @@ def describe(feature: str, label: str, value: float, contribution: float, unit: 
 
 def driver_frame(values: np.ndarray, X: pd.DataFrame, feature_names: Sequence[str], k: int = TOP_K) -> pd.DataFrame:
     """One row per row of X: driver_i_feature / _contribution / _text (i = 1..k) and top_drivers."""
-    from models.explain import readable_name
-
     n = len(X)
     idx = top_indices(values, k)
     kk = idx.shape[1]

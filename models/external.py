@@ -36,13 +36,3 @@ def external_predictions(bundle: ModelBundle, cohort: Cohort, landmarks: list[fl
     out["p_prevalence"] = bundle.meta["n_events"] / bundle.meta["n_rows"]
     return out
 
-
-def load_bundle(model_uri: str) -> ModelBundle:
-    """The bundle inside a registered pyfunc (`models:/severe-crs@champion`, `models:/m-...`)."""
-    import mlflow
-
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:  # MLflow raises several types for an unknown or unreachable model
-        raise CohortError(f"Cannot load model {model_uri!r}: {exc}") from exc
-    return model.unwrap_python_model().bundle

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
+from models.metrics import auroc
+
 
 @dataclass
 class GateDecision:
@@ -50,3 +54,38 @@ def decide(challenger: dict[str, float], gates: dict[str, Any],
     else:
         reasons.append("no current champion: nothing to compare against")
     return GateDecision(bool(ok), reasons, checks)
+
+
+@dataclass
+class ChampionComparison:
+    """Both AUROCs on the same validation data, and how they were obtained (logged with the decision)."""
+
+    champion_auroc: float
+    challenger_auroc: float
+    how: str
+
+
+def compare_with_champion(oof: pd.DataFrame, same_cohort: bool, champion_own_auroc: float | None = None,
+                          champion_scores: pd.DataFrame | None = None) -> ChampionComparison:
+    """The comparison rule, a pure function of the challenger's held-out rows (`oof`: patient_id,
+    landmark_hours, label, probability).
+
+    If the champion was trained on this very cohort (`same_cohort`: same DVC hash), its own
+    held-out AUROC is the fair number (scoring it here would be in-sample). Otherwise the champion
+    is scored on the challenger's held-out rows (`champion_scores`: patient_id, landmark_hours,
+    probability) and both AUROCs are computed on the rows both scored.
+    """
+    mine = auroc(oof["label"].to_numpy(), oof["probability"].to_numpy())
+    if same_cohort:
+        if champion_own_auroc is None:
+            raise ValueError("same_cohort comparison needs the champion's own held-out AUROC")
+        return ChampionComparison(float(champion_own_auroc), mine, "champion compared by its own held-out AUROC "
+                                  "on the same cohort (same DVC hash)")
+    if champion_scores is None:
+        raise ValueError("comparison on another cohort needs the champion's scores of the challenger's rows")
+    both = oof.merge(champion_scores[["patient_id", "landmark_hours", "probability"]],
+                     on=["patient_id", "landmark_hours"], suffixes=("", "_champion"))
+    y = both["label"].to_numpy()
+    return ChampionComparison(auroc(y, both["probability_champion"].to_numpy()), auroc(y, both["probability"].to_numpy()),
+                              "champion scored on the challenger's held-out rows (another cohort: optimistic for "
+                              "the champion if it was trained on some of these patients)")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from models.evaluate import MODELS, PRIMARY
+from models.evaluate import MODELS, PRIMARY, curve_tables, decision_curve
 
 
 def _pyplot():
@@ -86,3 +88,21 @@ def plot_decision_curve(table: pd.DataFrame, path: str, cohort_label: str) -> No
     ax.set_title(f"Decision curve — {cohort_label}", fontsize=10)
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def write_curves(table: pd.DataFrame, metrics: dict, folder: Path, label: str,
+                 decision_thresholds: list[float]) -> None:
+    """Plot data (CSV, for `dvc plots diff`) and PNGs: ROC, PR, calibration, decision curve."""
+    folder.mkdir(parents=True, exist_ok=True)
+    curves = curve_tables(table)
+    for name, frame in curves.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    lo, hi, step = decision_thresholds
+    dc = decision_curve(table, np.round(np.arange(lo, hi + step / 2, step), 6))
+    dc.to_csv(folder / "decision_curve.csv", index=False)
+    plot_roc_pr(table, str(folder / "roc.png"), str(folder / "pr.png"), label)
+    pooled = metrics["pooled"]
+    plot_calibration(curves["calibration"], str(folder / "calibration.png"), label,
+                     pooled.get("xgb_kinetics.calibration_slope", float("nan")),
+                     pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
+    plot_decision_curve(dc, str(folder / "decision_curve.png"), label)

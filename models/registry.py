@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-PACKAGES = ["cohorts", "features", "models", "pipeline"]
+PACKAGES = ["crs_settings", "cohorts", "features", "models"]  # what the pyfunc imports
 REQUIREMENTS = ["mlflow", "xgboost-cpu", "pandas", "numpy", "scikit-learn", "pyarrow", "pyyaml", "scipy"]
 
 
@@ -39,7 +40,7 @@ def _experiment(client, name: str, artifact_location: str | None) -> str:
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def signature(example: pd.DataFrame):
+def signature(example: pd.DataFrame, landmarks: str):
     from mlflow.models import infer_signature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -54,7 +55,7 @@ def signature(example: pd.DataFrame):
     from mlflow.models import ModelSignature
 
     return ModelSignature(inputs=inputs, outputs=outputs,
-                          params=ParamSchema([ParamSpec("landmarks", "string", "24,48,72,96"),
+                          params=ParamSchema([ParamSpec("landmarks", "string", landmarks),
                                               ParamSpec("as_of", "string", ""),
                                               ParamSpec("reasons", "string", "")]))
 
@@ -66,9 +67,9 @@ def client_for(root: Path | None = None):
     import mlflow
     from mlflow import MlflowClient
 
-    from pipeline.paths import tracking_uri
+    from crs_settings import require_tracking_uri
 
-    uri = tracking_uri(root)
+    uri = require_tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(uri), uri
@@ -136,10 +137,12 @@ def log_and_register(*, root: Path, model_name: str, experiment: str, bundle_dir
     """
     import mlflow
 
+    from crs_settings import artifact_root
     from models.gates import decide
-    from pipeline.paths import artifact_root
 
     client, uri = client_for(root)
+    meta = json.loads((Path(bundle_dir) / "meta.json").read_text())
+    landmarks = ",".join(f"{float(x):g}" for x in meta["landmarks_hours"])  # the model's own landmarks
     local_store = uri.startswith("sqlite:") or uri.startswith("file:")
     exp_id = _experiment(client, experiment, artifact_root(root).as_uri() if local_store else None)
     source_root = Path(__file__).resolve().parent.parent
@@ -157,8 +160,8 @@ def log_and_register(*, root: Path, model_name: str, experiment: str, bundle_dir
             python_model=str(source_root / "models" / "serving.py"),
             artifacts={"bundle": str(bundle_dir), "reference": str(reference_dir)},
             code_paths=[str(source_root / p) for p in PACKAGES],
-            signature=signature(input_example),
-            input_example=(input_example, {"landmarks": "24,48"}),
+            signature=signature(input_example, landmarks),
+            input_example=(input_example, {"landmarks": landmarks}),
             pip_requirements=pinned_requirements(),
             registered_model_name=model_name,
         )

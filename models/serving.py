@@ -1,7 +1,7 @@
 """MLflow models-from-code entry: the registered `severe-crs` pyfunc.
 
 Input: one table of canonical labs, patients and treatment events (:mod:`models.model_input`).
-Params: ``landmarks`` ("24,48"; or ``as_of`` = "latest"), ``reasons`` ("all", "none", "above:P").
+Params: ``landmarks`` (e.g. "24,48"; default: the landmarks the model was trained on; or ``as_of`` = "latest"), ``reasons`` ("all", "none", "above:P").
 Output: one row per patient × landmark with status, calibrated probability of grade ≥3 CRS within
 the horizon, risk band and the top drivers. Feature building, calibration and explanation all
 happen in here, with the fitted state shipped beside it: no training/serving skew.
@@ -41,7 +41,9 @@ class SevereCrsModel(PythonModel):
             kwargs["as_of_latest"] = True
             landmarks = None
         else:
-            landmarks = [float(x) for x in str(params.get("landmarks") or "24,48,72,96").split(",") if x.strip()]
+            text = str(params.get("landmarks") or "")
+            landmarks = ([float(x) for x in text.split(",") if x.strip()] if text.strip()
+                         else [float(x) for x in self.bundle.meta["landmarks_hours"]])
         if "reasons" in accepted and params.get("reasons"):
             kwargs["reasons"] = str(params["reasons"])
         return predict_cohort(self.bundle, labs, patients, landmarks, **kwargs)

@@ -24,6 +24,13 @@ def training_rows(matrix: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def permute_labels(matrix: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Negative control: labels permuted across rows, a deliberately useless model that the
+    promotion gates must refuse (params `train.negative_control`)."""
+    rng = np.random.default_rng(seed)
+    return matrix.assign(label=rng.permutation(matrix["label"].to_numpy()))
+
+
 def train_model(matrix: pd.DataFrame, features: KineticFeatures, cfg: TrainConfig) -> tuple[ModelBundle, pd.DataFrame]:
     """Return the final model bundle and held-out predictions (all models) for every eligible row."""
     rows = training_rows(matrix)

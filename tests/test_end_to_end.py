@@ -83,6 +83,41 @@ def test_repro_writes_metrics_plots_and_lock(repro):
     assert {"simulate", "featurize", "train", "evaluate", "explain", "register"} <= set(lock["stages"])
 
 
+def test_noop_repro_registers_nothing_and_edits_mark_their_stages(repro):
+    """Runs before any test that rewrites a stage output by hand. After `dvc repro`: a second repro does nothing (no new model version); editing a file of a
+    library package makes `dvc status` name exactly the stages whose deps hold that package."""
+    project, env = repro
+    dvc = str(Path(sys.executable).parent / "dvc")
+    from mlflow import MlflowClient
+
+    store = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    versions = len(store.search_model_versions("name='severe-crs'"))
+    again = subprocess.run([dvc, "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Stage 'register' didn't change" in again.stdout
+    assert len(store.search_model_versions("name='severe-crs'")) == versions
+
+    def status() -> set[str]:
+        done = subprocess.run([dvc, "status", "--json"], cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return set(json.loads(done.stdout or "{}"))
+
+    assert status() == set()
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    for edited in ("crs_settings/__init__.py", "cohorts/schema.py", "features/kinetics.py", "models/gates.py",
+                   "scoring/batch.py", "pipeline/common.py", "data/reference/analytes.csv"):
+        path = project / edited
+        original = path.read_bytes()
+        path.write_bytes(original + (b"\n# edited\n" if edited.endswith(".py") else b"\n"))
+        try:
+            expected = {name for name, st in stages.items()
+                        if any(edited == d or edited.startswith(f"{d}/") for d in st["deps"])}
+            assert expected and status() == expected, edited
+        finally:
+            path.write_bytes(original)
+    assert status() == set()
+
+
 def test_same_params_and_seed_reproduce_every_output(repro):
     """`dvc repro -f` rebuilds cohort, features, model, metrics and plots bit for bit."""
     project, env = repro
@@ -213,7 +248,7 @@ def test_register_against_a_real_mlflow_server(repro, mlflow_server):
     """register stage → a tracking server on 127.0.0.1; a separate process loads @champion and scores."""
     project, env = repro
     server_env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "register"], cwd=project, env=server_env,
+    done = subprocess.run([sys.executable, "-m", "pipeline.register"], cwd=project, env=server_env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "PROMOTED" in done.stdout  # the first version on an empty server becomes champion

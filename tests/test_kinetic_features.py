@@ -300,21 +300,21 @@ def test_feature_spec_rejects_nonsense_and_names_are_stable():
     spec = FeatureSpec(analytes=("CRP",), cross_analyte_pairs=(("CRP", "IL6"),))
     assert spec.cross_columns() == []  # IL-6 not featurized: no pair
     names = FeatureSpec().feature_names()
-    assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 3 + 4 + 5 * 4
+    assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 4 * 3 + 4 + 5 * 4
 
 
 def test_featurize_stage_events_file_absent_means_unknown(tmp_path, small_cohort):
     from cohorts.io import Cohort, write_cohort
-    from pipeline import stages
+    from pipeline.featurize import featurize
 
     patients = small_cohort.patients.head(30)
     labs = small_cohort.labs[small_cohort.labs["patient_id"].isin(patients["patient_id"])]
     write_cohort(Cohort(labs, patients, _events([]), {}), tmp_path / "c")
-    stages.featurize(tmp_path / "c", [24.0], tmp_path / "a.parquet")
+    featurize(tmp_path / "c", [24.0], tmp_path / "a.parquet")
     recorded = pd.read_parquet(tmp_path / "a.parquet")
     assert (recorded["tocilizumab__given"] == 0).all()
     (tmp_path / "c" / "events.parquet").unlink()
-    stages.featurize(tmp_path / "c", [24.0], tmp_path / "b.parquet")
+    featurize(tmp_path / "c", [24.0], tmp_path / "b.parquet")
     unrecorded = pd.read_parquet(tmp_path / "b.parquet")
     assert unrecorded["tocilizumab__given"].isna().all()
     event_cols = [c for c in recorded if c.split("__")[0] in EVENT_TYPES]

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 
 from features.transformer import KineticFeatures
+from features.vocabulary import readable_name
 from models.bundle import ModelBundle
 from models.crossval import TrainConfig
 from models.evaluate import evaluate_predictions
-from models.explain import readable_name, shap_values
+from models.explain import shap_values
 from models.folds import patient_folds
 from models.model_input import from_model_input, to_model_input
 from models.predict import predict_cohort

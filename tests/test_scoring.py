@@ -12,7 +12,8 @@ from features.transformer import KineticFeatures
 from models.crossval import TrainConfig
 from models.drivers import contributions, parse_reasons, top_indices
 from models.predict import STATUSES, output_columns, predict_cohort
-from models.scoring import (
+from models.train import train_model
+from scoring.batch import (
     MODEL_COLUMNS,
     LoadedModel,
     ScoringError,
@@ -20,7 +21,6 @@ from models.scoring import (
     check_schema,
     score_cohort,
 )
-from models.train import train_model
 
 XGB = {"n_estimators": 40, "early_stopping_rounds": 10, "learning_rate": 0.2, "max_depth": 3}
 CFG = TrainConfig(xgboost=XGB, search_space={"max_depth": [3]}, n_folds=2, inner_folds=2, seed=1)
@@ -110,7 +110,7 @@ def test_zero_patient_cohort_gives_an_empty_valid_output(tmp_path, model, every_
 
 
 def test_interrupted_run_leaves_no_final_file(tmp_path, model, every_status, monkeypatch):
-    import models.scoring as scoring
+    import scoring.batch as scoring
 
     calls = {"n": 0}
     real = scoring.predict_cohort
@@ -302,7 +302,7 @@ def test_cli_unknown_model_uri_is_exit_2_without_output(tmp_path, monkeypatch, c
 def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise():
     import io
 
-    from models.scoring import _Progress
+    from scoring.batch import _Progress
 
     plain = io.StringIO()
     p = _Progress(20, enabled=False, stream=plain)

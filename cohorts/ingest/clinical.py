@@ -20,7 +20,7 @@ import pandas as pd
 
 from cohorts.ingest.times import HOUR, num, parse_datetimes, plausible_years
 from cohorts.ingest.vocab import _map_uniques
-from pipeline.paths import reference_dir
+from crs_settings import reference_dir
 
 CRS_PATTERN = r"cytokine[\s-]*release[\s-]*syndrome|^\s*crs\s*$"
 

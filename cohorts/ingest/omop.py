@@ -27,7 +27,7 @@ from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all,
 from cohorts.ingest.tables import text_column as _col
 from cohorts.ingest.times import hours_from, num, parse_datetimes
 from cohorts.ingest.vocab import map_analytes
-from pipeline.paths import reference_dir
+from crs_settings import reference_dir
 
 TEXT = {c: "string" for c in ("person_id", "measurement_source_value", "value_source_value",
                                "unit_source_value", "measurement_datetime", "measurement_date",

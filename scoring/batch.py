@@ -82,9 +82,12 @@ def load_model(uri: str) -> LoadedModel:
     import mlflow
     from mlflow import MlflowClient
 
-    from pipeline.paths import tracking_uri
+    from crs_settings import require_tracking_uri, tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri())
+    if uri.startswith("models:/"):  # a registry URI needs a store; a local model folder does not
+        mlflow.set_tracking_uri(require_tracking_uri())
+    elif tracking_uri():
+        mlflow.set_tracking_uri(tracking_uri())
     name, version, alias, load_uri = "", "", "", uri
     try:
         if m := re.fullmatch(r"models:/([^/@]+)@([^/]+)", uri):
@@ -384,6 +387,8 @@ def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = N
     if not Path(cohort).exists():  # fail fast, before the seconds spent loading the model
         raise ScoringError(f"The cohort {cohort} does not exist", file=str(cohort))
     model = model or load_model(model_uri)
+    if not as_of_latest and not landmarks:  # default: the landmarks the model was trained on
+        landmarks = [float(x) for x in model.bundle.meta["landmarks_hours"]]
     kf = model.bundle.features
     if fmt is None:
         source = canonical_source(Path(cohort), [*kf.analytes, *kf.covariate_analytes])

@@ -1,0 +1,113 @@
+"""Stage `evaluate`: held-out metrics with patient-level bootstrap CIs, ROC/PR/calibration/decision
+curves and the TRIPOD+AI model card. With --model and --cohort: external validation of a trained
+model on another cohort (same metrics and plots, nothing refitted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = ("held-out metrics, plots and model card (DVC stage); with --model and --cohort: external "
+        "validation of a trained model on another cohort")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model URI for external validation, e.g. models:/severe-crs@champion")
+    p.add_argument("--cohort", type=Path, default=None,
+                   help="external cohort: a canonical folder, or an input path with --format")
+    p.add_argument("--format", choices=["long", "sdtm", "omop"], default=None,
+                   help="read --cohort through the ingest readers")
+    p.add_argument("--landmarks", default=None, help="hours since infusion (default: the model's own landmarks)")
+    p.add_argument("--out", type=Path, default=Path("external_validation"),
+                   help="folder for the external metrics.json, predictions and plots")
+
+
+def evaluate() -> dict[str, Any]:
+    import pandas as pd
+
+    from models.evaluate import evaluate_predictions
+    from models.model_card import render_model_card
+    from models.plots import write_curves
+    from pipeline.common import cohort_provenance, path_of, stage_context
+
+    root, p = stage_context("evaluate")
+    e = p["evaluate"]
+    oof = pd.read_parquet(path_of(root, p, "oof"))
+    metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
+    prov = cohort_provenance(root, p)
+    metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
+    label = "SYNTHETIC cohort" if prov.get("synthetic") else "held-out patients"
+    write_curves(oof, metrics, path_of(root, p, "plots"), label, e["decision_thresholds"])
+    path_of(root, p, "metrics").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    model_dir = path_of(root, p, "model")
+    meta = json.loads((model_dir / "meta.json").read_text())
+    matrix = pd.read_parquet(path_of(root, p, "features"))
+    features = json.loads((model_dir / "features.json").read_text())
+    card = render_model_card(params=p, metrics=metrics, provenance=prov, matrix=matrix,
+                             feature_names=features["feature_names"], train_meta=meta)
+    path_of(root, p, "model_card").write_text(card)
+    return metrics
+
+
+def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_dir: Path,
+                      landmarks: list[float] | None = None) -> dict[str, Any]:
+    """`crs evaluate --model URI --cohort PATH`: the same metrics and plots on another cohort."""
+    from cohorts.io import read_cohort
+    from models.evaluate import evaluate_predictions
+    from models.external import external_predictions
+    from models.plots import write_curves
+    from pipeline.common import configuration
+    from scoring.batch import load_model
+
+    e = configuration()["evaluate"]
+    if fmt is None:
+        cohort = read_cohort(cohort_path)
+    else:
+        from cohorts.ingest import ingest as run_ingest
+
+        cohort = run_ingest(fmt, cohort_path).cohort
+    bundle = load_model(model_uri).bundle
+    landmarks = landmarks or list(bundle.meta["landmarks_hours"])
+    table = external_predictions(bundle, cohort, landmarks)
+    metrics = evaluate_predictions(table, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
+    metrics["model_uri"] = model_uri
+    metrics["cohort"] = {"path": str(cohort_path), "format": fmt or "canonical",
+                         "synthetic": bool(cohort.provenance.get("synthetic", False))}
+    label = f"external: {cohort_path.name}" + (" (SYNTHETIC)" if metrics["cohort"]["synthetic"] else "")
+    write_curves(table, metrics, out_dir, label, e["decision_thresholds"])
+    table.to_parquet(out_dir / "predictions.parquet", index=False)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    from cohorts.errors import CohortError
+    from pipeline.common import parse_landmarks
+
+    if args.model or args.cohort:
+        if not (args.model and args.cohort):
+            raise CohortError("External validation needs both --model and --cohort")
+        landmarks = parse_landmarks(args.landmarks) if args.landmarks else None
+        m = evaluate_external(args.model, args.cohort, args.format, args.out, landmarks)["pooled"]
+        print(f"external AUROC {m['xgb_kinetics.auroc']:.3f} (95% CI {m['xgb_kinetics.auroc_ci_low']:.3f}-"
+              f"{m['xgb_kinetics.auroc_ci_high']:.3f}), calibration slope {m['xgb_kinetics.calibration_slope']:.2f}, "
+              f"{m['n_patients']} patients, {m['n_events']} events -> {args.out}")
+        return 0
+    m = evaluate()["pooled"]
+    print(f"held-out AUROC {m['xgb_kinetics.auroc']:.3f} (95% CI {m['xgb_kinetics.auroc_ci_low']:.3f}-"
+          f"{m['xgb_kinetics.auroc_ci_high']:.3f}), {m['n_patients']} patients, {m['n_rows']} landmark rows, "
+          f"{m['n_events']} events")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.cli import main as cli
+
+    return cli(["evaluate", *(sys.argv[1:] if argv is None else argv)], only="evaluate")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Stage `train`: nested patient-grouped cross-validation of the kinetics model and its baselines on
+the same folds (held-out predictions → data/oof), then the final model (→ data/model)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "nested patient-grouped CV of the model and its baselines; the final model (DVC stage)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = ("Reads params.yaml `train` and `featurize` of the project and the feature matrix "
+                     "(paths.features); writes the model folder (paths.model) and the held-out predictions "
+                     "(paths.oof).")
+
+
+def train(features_path: Path | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    import pandas as pd
+
+    from features.transformer import KineticFeatures
+    from models.crossval import TrainConfig
+    from models.train import permute_labels, train_model
+    from pipeline.common import parse_landmarks, path_of, stage_context
+
+    root, p = stage_context("train")
+    matrix = pd.read_parquet(features_path or path_of(root, p, "features"))
+    if p["train"]["negative_control"]:
+        matrix = permute_labels(matrix, int(p["train"]["seed"]))
+    bundle, oof = train_model(matrix, KineticFeatures.from_params(p["featurize"]), TrainConfig.from_params(p["train"]))
+    bundle.meta["risk_band_edges"] = list(p["score"]["risk_band_edges"])
+    bundle.meta["landmarks_hours"] = parse_landmarks(p["featurize"]["landmarks_hours"])
+    bundle.save(out_dir or path_of(root, p, "model"))
+    oof_path = path_of(root, p, "oof")
+    oof_path.parent.mkdir(parents=True, exist_ok=True)
+    oof.to_parquet(oof_path, index=False)
+    return bundle.meta
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = train()
+    print(f"trained on {meta['n_patients']} patients, {meta['n_rows']} landmark rows, {meta['n_events']} events")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.cli import main as cli
+
+    return cli(["train", *(sys.argv[1:] if argv is None else argv)], only="train")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
