@@ -55,6 +55,9 @@ def ingest(fmt: str | None, input_path: Path | None, out: Path, chunk_rows: int 
         for key in ("patients_file", "path"):
             if key in result.cohort.provenance:
                 result.cohort.provenance[key] = relative(result.cohort.provenance[key], root)
+        if len(result.quarantine):  # the quarantine names each row's file: the same, relative
+            files = result.quarantine["file"].astype(str)
+            result.quarantine["file"] = files.map({f: relative(f, root) for f in files.unique()})
     write_ingested(result, out)
     return result.validation
 
