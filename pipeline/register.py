@@ -140,7 +140,24 @@ def register() -> dict[str, Any]:
         compare_with_champion=champion_comparison(root, p, f"dvc.ingest.{p['paths']['cohort']}"),
         challenger_alias=r["challenger_alias"], champion_alias=r["champion_alias"])
     path_of(root, p, "registration").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    path_of(root, p, "registered").write_text(json.dumps(registered_inputs(root, p), indent=2, sort_keys=True) + "\n")
     return result
+
+
+def registered_inputs(root: Path, p: dict[str, Any]) -> dict[str, str]:
+    """sha256 of every file the registration was made from: the stage's DVC output, a pure function of
+    its inputs (the registration itself, with run ids and times, goes to paths.registration)."""
+    import hashlib
+
+    from pipeline.common import path_of, relative
+
+    digests = {}
+    for key in ("model", "metrics", "model_card", "explain"):
+        path = path_of(root, p, key)
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                digests[relative(file, root)] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return digests
 
 
 def run(args: argparse.Namespace) -> int:

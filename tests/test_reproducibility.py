@@ -26,4 +26,5 @@ def test_fresh_clone_dvc_repro_leaves_git_status_clean(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True,
                             check=True).stdout
-    assert status == "", status
+    diff = subprocess.run(["git", "diff"], cwd=clone, capture_output=True, text=True).stdout
+    assert status == "", status + diff[:4000]

@@ -102,7 +102,7 @@ def open_long(folder: Path, chunk_rows: int) -> Source:
     else:
         provenance = {"synthetic": False, "source": "long", "path": str(folder)}
     provenance["patients_file"] = str(patients_path)
-    notes = ([f"{labs_path.name} has no unit column; {folder} is a canonical cohort folder "
+    notes = ([f"{labs_path.name} has no unit column; its folder {folder.name} is a canonical cohort folder "
               "(provenance.json), so values are in the canonical units of data/reference/analytes.csv"]
              if canonical_units else [])
 
