@@ -1,4 +1,6 @@
-"""Read and write a canonical cohort folder (labs.parquet, patients.parquet, events.parquet)."""
+"""Read and write a canonical cohort folder: labs.parquet, patients.parquet, and the optional
+events.parquet (treatments; absent = not recorded, which features report as unknown) and
+grades.parquet (time-resolved CRS grades)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,16 @@ from pathlib import Path
 import pandas as pd
 
 from cohorts.errors import CohortError
-from cohorts.schema import canonical_events, canonical_labs, canonical_patients
+from cohorts.schema import canonical_events, canonical_grades, canonical_labs, canonical_patients
 
 
 @dataclass
 class Cohort:
     labs: pd.DataFrame
     patients: pd.DataFrame
-    events: pd.DataFrame
+    events: pd.DataFrame | None  # None: treatments not recorded (not "none given")
     provenance: dict = field(default_factory=dict)
+    grades: pd.DataFrame | None = None  # patient_id, hours_since_infusion, grade; None: no grade course
 
 
 def read_cohort(folder: Path | str) -> Cohort:
@@ -36,7 +39,9 @@ def read_cohort(folder: Path | str) -> Cohort:
         except Exception as exc:  # pyarrow raises many types for a damaged file
             raise CohortError(f"Cannot read {path} as Parquet: {exc}", file=str(path)) from exc
     events_path = folder / "events.parquet"
-    events = pd.read_parquet(events_path) if events_path.exists() else None
+    events = _optional(events_path)
+    grades_path = folder / "grades.parquet"
+    grades = _optional(grades_path)
     prov_path = folder / "provenance.json"
     provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
     labs = canonical_labs(tables["labs"], file=str(folder / "labs.parquet"))
@@ -46,7 +51,17 @@ def read_cohort(folder: Path | str) -> Cohort:
         raise CohortError(f"Lab rows for patient {labs['patient_id'][unknown].iloc[0]!r} "
                           "who is not in patients.parquet", file=str(folder / "labs.parquet"),
                           row=int(labs["source_row"][unknown].iloc[0]), column="patient_id")
-    return Cohort(labs, patients, canonical_events(events, file=str(events_path)), provenance)
+    return Cohort(labs, patients, canonical_events(events, file=str(events_path)) if events is not None else None,
+                  provenance, canonical_grades(grades, file=str(grades_path)))
+
+
+def _optional(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for a damaged file
+        raise CohortError(f"Cannot read {path} as Parquet: {exc}", file=str(path)) from exc
 
 
 def write_cohort(cohort: Cohort, folder: Path | str) -> None:
@@ -54,5 +69,8 @@ def write_cohort(cohort: Cohort, folder: Path | str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cohort.labs.to_parquet(folder / "labs.parquet", index=False)
     cohort.patients.to_parquet(folder / "patients.parquet", index=False)
-    cohort.events.to_parquet(folder / "events.parquet", index=False)
+    if cohort.events is not None:
+        cohort.events.to_parquet(folder / "events.parquet", index=False)
+    if cohort.grades is not None:
+        cohort.grades.to_parquet(folder / "grades.parquet", index=False)
     (folder / "provenance.json").write_text(json.dumps(cohort.provenance, indent=2, sort_keys=True))

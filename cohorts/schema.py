@@ -13,9 +13,11 @@ LAB_COLUMNS = ["patient_id", "analyte", "hours_since_infusion", "value", "censor
 PATIENT_REQUIRED = ["patient_id"]
 PATIENT_COLUMNS = ["patient_id", "therapy", "disease", "age_years", "weight_kg", "sex",
                    "tumor_burden", "crs_max_grade", "grading", "crs_onset_hours",
-                   "severe_onset_hours"]
-OUTCOME_COLUMNS = ["crs_max_grade", "crs_onset_hours", "severe_onset_hours"]
+                   "severe_onset_hours", "followup_hours"]
+OUTCOME_COLUMNS = ["crs_max_grade", "crs_onset_hours", "severe_onset_hours", "followup_hours"]
 EVENT_COLUMNS = ["patient_id", "event", "hours_since_infusion", "dose", "dose_unit"]
+# Optional time-resolved CRS grades on the cohort's grading scale (patients.grading).
+GRADE_COLUMNS = ["patient_id", "hours_since_infusion", "grade"]
 THERAPIES = ["axi-cel", "tisa-cel", "liso-cel", "brexu-cel", "ide-cel", "cilta-cel",
              "blinatumomab", "other"]
 EVENT_TYPES = ["tocilizumab", "corticosteroids", "siltuximab", "anakinra", "vasopressors"]
@@ -86,12 +88,18 @@ def canonical_patients(patients: pd.DataFrame, file: str | None = None) -> pd.Da
         raise CohortError(f"Patient {out['patient_id'][dup].iloc[0]!r} appears more than once",
                           file=file, row=int(np.flatnonzero(dup.to_numpy())[0]), column="patient_id")
     for col in ("age_years", "weight_kg", "tumor_burden", "crs_max_grade", "crs_onset_hours",
-                "severe_onset_hours"):
+                "severe_onset_hours", "followup_hours"):
         if col in out:
             out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     for col in ("therapy", "disease", "sex", "grading"):
         if col in out:
             out[col] = out[col].astype(str)
+    if "followup_hours" in out:
+        bad = out["followup_hours"] < 0
+        if bad.any():
+            raise CohortError("followup_hours (last time the patient was observed, hours since infusion) cannot "
+                              f"be negative; found {out['followup_hours'][bad].iloc[0]!r}", file=file,
+                              row=int(np.flatnonzero(bad.to_numpy())[0]), column="followup_hours")
     return out.reset_index(drop=True)
 
 
@@ -106,3 +114,52 @@ def canonical_events(events: pd.DataFrame | None, file: str | None = None) -> pd
     out["event"] = out["event"].astype(str)
     out["hours_since_infusion"] = pd.to_numeric(out["hours_since_infusion"], errors="coerce").astype("float64")
     return out.reset_index(drop=True)
+
+
+def canonical_grades(grades: pd.DataFrame | None, file: str | None = None) -> pd.DataFrame | None:
+    """patient_id, hours_since_infusion, grade (float; NaN = ungraded record). None stays None (no table).
+
+    The grade is on the cohort's grading scale. A table without `grade` but with the simulator's
+    `grade_astct` uses that column (the simulated patients are graded on ASTCT 2019).
+    """
+    if grades is None:
+        return None
+    frame = grades
+    if "grade" not in frame and "grade_astct" in frame:
+        frame = frame.rename(columns={"grade_astct": "grade"})
+    _missing(frame, GRADE_COLUMNS, "grades", file)
+    out = pd.DataFrame({"patient_id": frame["patient_id"].astype(str).to_numpy(),
+                        "hours_since_infusion": pd.to_numeric(frame["hours_since_infusion"], errors="coerce")
+                        .to_numpy("float64", na_value=np.nan),
+                        "grade": pd.to_numeric(frame["grade"], errors="coerce").to_numpy("float64", na_value=np.nan)})
+    bad = ~np.isfinite(out["hours_since_infusion"].to_numpy())
+    if bad.any():
+        raise CohortError("Column 'hours_since_infusion' of the grades table must be a finite number",
+                          file=file, row=int(np.flatnonzero(bad)[0]), column="hours_since_infusion")
+    bad = out["grade"].notna() & ~out["grade"].between(0, 5)
+    if bad.any():
+        raise CohortError(f"A CRS grade must be 0-5; found {out['grade'][bad].iloc[0]!r}",
+                          file=file, row=int(np.flatnonzero(bad.to_numpy())[0]), column="grade")
+    return out
+
+
+def result_time_counts(labs: pd.DataFrame, turnaround: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per analyte of `turnaround` that has lab rows: rows, rows without a result time (their
+    availability is assumed: draw + `turnaround_hours`), and how many of those the assumption places
+    later than the draw (turnaround > 0). Used by ingest (registry defaults) and featurize (the
+    model's effective map)."""
+    if labs.empty or not turnaround:
+        return {}
+    analyte = labs["analyte"].astype(str)
+    missing = (labs["resulted_hours"].isna() if "resulted_hours" in labs
+               else pd.Series(True, index=labs.index))
+    rows = analyte.value_counts()
+    without = analyte[missing.to_numpy()].value_counts()
+    out = {}
+    for code in sorted(turnaround):
+        if rows.get(code, 0):
+            n = int(without.get(code, 0))
+            hours = float(turnaround[code])
+            out[code] = {"rows": int(rows[code]), "without_result_time": n, "turnaround_hours": hours,
+                         "assumed_later_than_draw": n if hours > 0 else 0}
+    return out

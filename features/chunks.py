@@ -1,7 +1,7 @@
 """Big cohorts in patient chunks: read, featurize and write without holding the whole cohort.
 
-A canonical cohort folder (labs.parquet, patients.parquet, optional events.parquet) is read one
-patient chunk at a time: patients are sorted by id, and chunk k reads only the lab and event
+A canonical cohort folder (labs.parquet, patients.parquet, optional events.parquet and
+grades.parquet) is read one patient chunk at a time: patients are sorted by id, and chunk k reads only the lab and event
 rows whose patient_id lies in that chunk's id range. The range filter is pushed down to the
 Parquet reader, so a file grouped by patient (as `crs simulate` and most extracts write it)
 reads only the row groups it needs; any other file is still read correctly, one filtered scan
@@ -21,16 +21,23 @@ LAB_READ_COLUMNS = ["patient_id", "analyte", "hours_since_infusion", "value", "c
 
 def iter_cohort_chunks(folder: Path | str, chunk_patients: int = 50_000,
                        analytes: list[str] | None = None,
-                       validate: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]]:
-    """Yield (labs, patients, events) per chunk of `chunk_patients` patients, in patient-id order.
+                       validate: bool = True, with_grades: bool = False) -> Iterator[tuple]:
+    """Yield (labs, patients, events) per chunk of `chunk_patients` patients, in patient-id order;
+    (labs, patients, events, grades) with `with_grades`.
 
     `analytes` limits the lab rows read (the featurizer needs only its own). `validate` runs
     the canonical-table checks on each chunk, as `read_cohort` does on a whole cohort.
-    `events` is None when the folder has no events.parquet (treatments not recorded).
+    `events` is None when the folder has no events.parquet (treatments not recorded); `grades`
+    None when it has no grades.parquet (no time-resolved CRS grades).
     """
     import pyarrow.dataset as ds
 
-    from cohorts.schema import canonical_events, canonical_labs, canonical_patients
+    from cohorts.schema import (
+        canonical_events,
+        canonical_grades,
+        canonical_labs,
+        canonical_patients,
+    )
 
     folder = Path(folder)
     patients = pd.read_parquet(folder / "patients.parquet")
@@ -42,8 +49,11 @@ def iter_cohort_chunks(folder: Path | str, chunk_patients: int = 50_000,
     columns = [c for c in LAB_READ_COLUMNS if c in labs_ds.schema.names]
     events_path = folder / "events.parquet"
     events_ds = ds.dataset(events_path, format="parquet") if events_path.exists() else None
+    grades_path = folder / "grades.parquet"
+    grades_ds = ds.dataset(grades_path, format="parquet") if with_grades and grades_path.exists() else None
     ids = patients["patient_id"]
     lab_id, event_id = _string_id(labs_ds), _string_id(events_ds) if events_ds is not None else None
+    grade_id = _string_id(grades_ds) if grades_ds is not None else None
     for first in range(0, len(patients), chunk_patients):
         stop = min(first + chunk_patients, len(patients))
         lo, hi = ids.iloc[first], ids.iloc[stop - 1]
@@ -57,7 +67,15 @@ def iter_cohort_chunks(folder: Path | str, chunk_patients: int = 50_000,
             events = events_ds.to_table(filter=(event_id >= lo) & (event_id <= hi)).to_pandas()
             if validate:
                 events = canonical_events(events, file=str(events_path))
-        yield labs, patients.iloc[first:stop].reset_index(drop=True), events
+        part = patients.iloc[first:stop].reset_index(drop=True)
+        if not with_grades:
+            yield labs, part, events
+            continue
+        grades = None
+        if grades_ds is not None:
+            grades = canonical_grades(grades_ds.to_table(filter=(grade_id >= lo) & (grade_id <= hi)).to_pandas(),
+                                      file=str(grades_path))
+        yield labs, part, events, grades
 
 
 def _string_id(dataset):
@@ -83,16 +101,20 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from cohorts.schema import result_time_counts
+
     chunk = int(chunk_patients)
     codes = [*features.analytes, *features.covariate_analytes]
+    turnaround = features.turnaround_map()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     writer = None
-    counts = {"patients": 0, "lab_rows": 0, "rows": 0}
+    counts: dict[str, Any] = {"patients": 0, "lab_rows": 0, "rows": 0}
+    assumed: dict[str, dict[str, float]] = {}
     try:
-        for labs, patients, events in iter_cohort_chunks(folder, chunk, codes, validate):
-            matrix = features.build(labs, patients, landmarks, events=events)
+        for labs, patients, events, grades in iter_cohort_chunks(folder, chunk, codes, validate, with_grades=True):
+            matrix = features.build(labs, patients, landmarks, events=events, grades=grades)
             table = pa.Table.from_pandas(matrix, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
@@ -100,6 +122,12 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
             counts["patients"] += len(patients)
             counts["lab_rows"] += len(labs)
             counts["rows"] += len(matrix)
+            for code, c in result_time_counts(labs, turnaround).items():
+                total = assumed.setdefault(code, dict.fromkeys(("rows", "without_result_time",
+                                                                 "assumed_later_than_draw"), 0))
+                for key in total:
+                    total[key] += c[key]
+                total["turnaround_hours"] = c["turnaround_hours"]
     finally:
         if writer is not None:
             writer.close()
@@ -107,6 +135,7 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
         features.build(pd.DataFrame(columns=LAB_READ_COLUMNS), pd.DataFrame({"patient_id": []}),
                        landmarks).to_parquet(tmp, index=False)
     tmp.replace(out)
+    counts["assumed_result_times"] = dict(sorted(assumed.items()))
     return counts
 
 

@@ -1,8 +1,10 @@
 """Per-analyte kinetic features as of a landmark, as numpy reductions over sorted segments.
 
-Leakage rule: only results *available* at L count: drawn at or before L and, where a result
-time is known, resulted at or before L (send-out cytokines arrive days later). Events count
-when given at or before L. Nothing after L can reach a feature (property-tested).
+Leakage rule: only results *available* at L count: drawn at or before L and resulted at or
+before L (send-out cytokines arrive days later). A row without a result time is available at
+draw + the analyte's assumed turnaround (`default_turnaround_hours` in data/reference/analytes.csv,
+overridable per analyte), never "at the draw" by silence. Events and recorded grades count when
+at or before L. Nothing after L can reach a feature (property-tested).
 
 Speed design (no per-patient Python loop): the labs are encoded once to integer keys
 (patient code × analyte code), sorted once by (key, time), and every feature is a numpy
@@ -16,12 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from features.landmarks import PatientTimes
+
 CORE_ANALYTES = ("IL6", "IFNG", "CRP", "FERRITIN", "ANG2")
-EVENT_TYPES = ("tocilizumab", "corticosteroids", "siltuximab", "anakinra", "vasopressors")
+# Treatments that are predictors by default. Vasopressors are not: under ASTCT 2019 a vasopressor for
+# CRS hypotension *is* grade 3, i.e. the outcome (features/landmarks.py uses it as the onset instead).
+EVENT_TYPES = ("tocilizumab", "corticosteroids", "siltuximab", "anakinra")
 DEFAULT_CROSS_PAIRS = (("IL6", "IFNG"), ("CRP", "IL6"))
 DEFAULT_COVARIATE_ANALYTES = ("TEMP_MAX", "LDH", "PLT", "CREAT")  # absolute values only (m-EASIX, EASIX inputs)
 
@@ -36,6 +44,8 @@ KINETIC_FEATURES = [
 # Covariate analytes (e.g. TEMP_MAX): absolute values only; a fold change of a temperature means nothing.
 COVARIATE_ANALYTE_FEATURES = ["latest", "max_since_infusion", "n_draws"]
 EVENT_FEATURES = ["given", "doses", "hours_since_first_dose", "hours_since_last_dose"]
+# Highest CRS grade recorded at or before L (optional `grades` table; NaN when the cohort has none).
+GRADE_FEATURES = ["current_grade"]
 # Features that count or flag: 0 (not NaN) when nothing was drawn/given.
 ZERO_WHEN_ABSENT = {"n_draws", "has_baseline", "ref_is_fallback", "any_above_uloq", "given", "doses"}
 
@@ -55,6 +65,10 @@ class FeatureSpec:
     cross_analyte_pairs: tuple[tuple[str, str], ...] = DEFAULT_CROSS_PAIRS
     covariate_analytes: tuple[str, ...] = DEFAULT_COVARIATE_ANALYTES
     event_types: tuple[str, ...] = EVENT_TYPES
+    # (analyte, hours) assumed from draw to result for rows without a result time. Analytes not
+    # listed take `default_turnaround_hours` from the analyte registry; after construction every
+    # code of the spec is listed (the effective map, sorted by code).
+    turnaround_hours: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         lo, hi = self.baseline_window_hours
@@ -67,6 +81,12 @@ class FeatureSpec:
         both = set(self.analytes) & set(self.covariate_analytes)
         if both:
             raise ValueError(f"{sorted(both)} listed both as kinetic and as covariate analytes")
+        object.__setattr__(self, "turnaround_hours", effective_turnaround(self.codes, dict(self.turnaround_hours)))
+
+    def turnaround_of_codes(self) -> np.ndarray:
+        """Assumed turnaround (hours) per code, in key order (`codes`)."""
+        given = dict(self.turnaround_hours)
+        return np.array([given[c] for c in self.codes], dtype="float64")
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -89,13 +109,53 @@ class FeatureSpec:
         return [f"{e}__{f}" for e in self.event_types for f in EVENT_FEATURES]
 
     def feature_names(self) -> list[str]:
-        return [*self.analyte_columns(), *self.cross_columns(), *self.event_columns()]
+        return [*self.analyte_columns(), *self.cross_columns(), *self.event_columns(), *GRADE_FEATURES]
 
 
-def available_at(labs: pd.DataFrame, landmark_hours: float) -> pd.DataFrame:
-    """Rows visible to a prediction made at `landmark_hours`."""
-    resulted = labs["resulted_hours"]
-    mask = (labs["hours_since_infusion"] <= landmark_hours) & (resulted.isna() | (resulted <= landmark_hours))
+def effective_turnaround(codes: Sequence[str], overrides: dict[str, float] | None = None) -> tuple[tuple[str, float], ...]:
+    """(code, hours) for each of `codes`: the override where given, else the registry default.
+
+    Overrides must name registry analytes and be >= 0 hours (a typo never silently falls back).
+    """
+    from cohorts.registry import default_turnaround_hours
+
+    defaults = default_turnaround_hours()
+    overrides = {str(k): v for k, v in (overrides or {}).items()}
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"assume_turnaround_hours names unknown analyte code(s) {unknown}; "
+                         f"codes are {sorted(defaults)}")
+    out = {}
+    for code in codes:
+        hours = float(overrides.get(code, defaults.get(code, np.nan)))
+        if not hours >= 0:
+            raise ValueError(f"turnaround hours for {code} must be a number >= 0; got {hours} "
+                             "(add the analyte to data/reference/analytes.csv or give it in assume_turnaround_hours)")
+        out[code] = hours
+    return tuple(sorted(out.items()))
+
+
+def availability_hours(labs: pd.DataFrame, turnaround: dict[str, float]) -> np.ndarray:
+    """When each lab row became available: its result time, else draw + the analyte's assumed turnaround.
+
+    Analytes absent from `turnaround` get NaN (unknown availability: never counted as available).
+    """
+    t = labs["hours_since_infusion"].to_numpy(dtype="float64", na_value=np.nan)
+    res = (labs["resulted_hours"].to_numpy(dtype="float64", na_value=np.nan) if "resulted_hours" in labs
+           else np.full(t.size, np.nan))
+    codes = list(turnaround)
+    a = _index_in(labs["analyte"], codes) if len(labs) and codes else np.full(t.size, -1)
+    hours = np.append(np.array([turnaround[c] for c in codes], dtype="float64"), np.nan)
+    return np.where(np.isnan(res), t + hours[a], np.fmax(t, res))
+
+
+def available_at(labs: pd.DataFrame, landmark_hours: float, turnaround: dict[str, float] | None = None) -> pd.DataFrame:
+    """Rows visible to a prediction made at `landmark_hours` (`turnaround`: registry defaults if None)."""
+    if turnaround is None:
+        codes = labs["analyte"].astype(str).unique().tolist() if len(labs) else []
+        turnaround = dict(effective_turnaround(codes))
+    mask = (labs["hours_since_infusion"].to_numpy() <= landmark_hours) & (
+        availability_hours(labs, turnaround) <= landmark_hours)
     return labs.loc[mask]
 
 
@@ -150,9 +210,18 @@ class SortedLabs:
         return slice(int(lo), int(hi))
 
 
-def encode_labs(labs: pd.DataFrame, patient_ids: pd.Series | np.ndarray, codes: Sequence[str]) -> SortedLabs:
-    """Encode and sort once. Rows of other analytes/patients, or without time or value, drop out."""
+def encode_labs(labs: pd.DataFrame, patient_ids: pd.Series | np.ndarray, codes: Sequence[str],
+                turnaround: Sequence[float] | np.ndarray | None = None) -> SortedLabs:
+    """Encode and sort once. Rows of other analytes/patients, or without time or value, drop out.
+
+    `turnaround`: hours assumed from draw to result per code (aligned with `codes`) for rows with no
+    result time; None = the registry defaults (:func:`effective_turnaround`).
+    """
     n_codes = len(codes)
+    if turnaround is None:
+        effective = dict(effective_turnaround(codes))
+        turnaround = [effective[c] for c in codes]
+    assumed = np.asarray(turnaround, dtype="float64")
     if labs.empty:
         empty = np.empty(0)
         return SortedLabs(np.empty(0, np.int64), empty, empty, empty, np.empty(0, np.int8), empty, n_codes)
@@ -175,6 +244,8 @@ def encode_labs(labs: pd.DataFrame, patient_ids: pd.Series | np.ndarray, codes: 
     keep = (p >= 0) & np.isfinite(t) & np.isfinite(v)
     if not keep.all():
         a, p, t, v, res, c = a[keep], p[keep], t[keep], v[keep], res[keep], c[keep]
+    # no result time: available at draw + the analyte's assumed turnaround (never "at draw" by silence)
+    res = np.where(np.isnan(res), t + assumed.take(a), res)
     key = p * n_codes + a
     # One sort. Real tables usually arrive grouped by patient and time, so a stable sort on the
     # key alone is nearly free; only if that leaves time out of order or tied within a key do we
@@ -186,7 +257,7 @@ def encode_labs(labs: pd.DataFrame, patient_ids: pd.Series | np.ndarray, codes: 
         order = np.lexsort((c, v, t, key))
         ks, ts = key[order], t[order]
     v, c, res = v[order], c[order], res[order]
-    avail = np.fmax(ts, res)  # NaN resulted time = known at draw time
+    avail = np.fmax(ts, res)
     return SortedLabs(ks, ts, v, np.log2(np.maximum(v, 1e-9)), c, avail, n_codes)
 
 
@@ -212,6 +283,70 @@ def encode_events(events: pd.DataFrame, patient_ids: pd.Series | np.ndarray, typ
     key, t = p[keep] * n_types + e[keep], t[keep]
     order = np.lexsort((t, key))  # events are few: the full sort costs nothing
     return SortedEvents(key[order], t[order], n_types)
+
+
+@dataclass(frozen=True)
+class SortedGrades:
+    """Recorded CRS grades over time (optional `grades` table), sorted by (patient, time)."""
+
+    key: np.ndarray    # patient index
+    t: np.ndarray
+    grade: np.ndarray
+
+    def rows_of_patients(self, first: int, stop: int) -> slice:
+        lo, hi = np.searchsorted(self.key, [first, stop])
+        return slice(int(lo), int(hi))
+
+
+def encode_grades(grades: pd.DataFrame | None, patient_ids: pd.Series | np.ndarray) -> SortedGrades:
+    """Rows with a patient, a time and a grade; others drop out (an ungraded record says nothing)."""
+    if grades is None or grades.empty:
+        return SortedGrades(np.empty(0, np.int64), np.empty(0), np.empty(0))
+    p = _index_in(grades["patient_id"], patient_ids)
+    t = pd.to_numeric(grades["hours_since_infusion"], errors="coerce").to_numpy("float64", na_value=np.nan)
+    g = pd.to_numeric(grades["grade"], errors="coerce").to_numpy("float64", na_value=np.nan)
+    keep = (p >= 0) & np.isfinite(t) & np.isfinite(g)
+    p, t, g = p[keep], t[keep], g[keep]
+    order = np.lexsort((g, t, p))
+    return SortedGrades(p[order], t[order], g[order])
+
+
+def _per_patient(p: np.ndarray, values: np.ndarray, n: int, ufunc: np.ufunc) -> np.ndarray:
+    """`ufunc` (np.fmax / np.fmin) of `values` per patient index `p`; NaN for patients without any."""
+    out = np.full(n, np.nan)
+    ok = (p >= 0) & ~np.isnan(values)
+    if ok.any():
+        ufunc.at(out, p[ok], values[ok])
+    return out
+
+
+def patient_times(labs: SortedLabs, events: pd.DataFrame | None, grades: SortedGrades | None,
+                  patient_ids: pd.Series | np.ndarray) -> PatientTimes:
+    """Per patient (in `patient_ids` order): last record, first vasopressor, first recorded grade >= 3.
+
+    The last record counts lab draws of the analytes in use (the streamed build reads only those),
+    every treatment event and every recorded grade; it is a lower bound of follow-up
+    (features/landmarks.py).
+    """
+    from features.landmarks import PROXY_EVENT, SEVERE_GRADE, PatientTimes
+
+    n = len(patient_ids)
+    last = np.full(n, np.nan)
+    if labs.key.size:
+        starts, _ = _segments(labs.key // labs.n_codes)
+        last[labs.key[starts] // labs.n_codes] = np.maximum.reduceat(labs.t, starts)
+    vaso = np.full(n, np.nan)
+    if events is not None and len(events):
+        p = _index_in(events["patient_id"], patient_ids)
+        t = pd.to_numeric(events["hours_since_infusion"], errors="coerce").to_numpy("float64", na_value=np.nan)
+        last = np.fmax(last, _per_patient(p, t, n, np.fmax))
+        is_vaso = events["event"].astype(str).to_numpy() == PROXY_EVENT
+        vaso = _per_patient(np.where(is_vaso, p, -1), t, n, np.fmin)
+    severe = np.full(n, np.nan)
+    if grades is not None and grades.key.size:
+        last = np.fmax(last, _per_patient(grades.key, grades.t, n, np.fmax))
+        severe = _per_patient(np.where(grades.grade >= SEVERE_GRADE, grades.key, -1), grades.t, n, np.fmin)
+    return PatientTimes(last, vaso, severe)
 
 
 def patient_chunks(n_patients: int, chunk_patients: int) -> Iterator[tuple[int, int]]:
@@ -352,11 +487,25 @@ def event_block(events: SortedEvents, rows: slice, first_patient: int, n_patient
     return out
 
 
+def grade_block(grades: SortedGrades, rows: slice, first_patient: int, n_patients: int,
+                landmark_hours: float) -> np.ndarray:
+    """[1, n_patients]: highest grade recorded at or before L (0 when none yet: a grades table exists)."""
+    out = np.zeros((1, n_patients))
+    key, t, g = grades.key[rows], grades.t[rows], grades.grade[rows]
+    m = t <= landmark_hours  # recorded at or before L; a later record never counts
+    key, g = key[m], g[m]
+    if key.size:
+        starts, _ = _segments(key)
+        out[0, key[starts] - first_patient] = np.maximum.reduceat(g, starts)
+    return out
+
+
 def features_for_chunk(labs: SortedLabs, events: SortedEvents | None, first: int, stop: int,
-                       landmark_hours: float, spec: FeatureSpec) -> np.ndarray:
+                       landmark_hours: float, spec: FeatureSpec, grades: SortedGrades | None = None) -> np.ndarray:
     """[len(spec.feature_names()), stop - first] float64 for one patient chunk at one landmark.
 
     `events=None`: no events table was supplied, so treatment features are unknown (NaN).
+    `grades=None`: no time-resolved grades, so `current_grade` is unknown (NaN).
     """
     n = stop - first
     blk = analyte_block(labs, labs.rows_of_patients(first, stop), first, n, landmark_hours, spec)
@@ -375,6 +524,10 @@ def features_for_chunk(labs: SortedLabs, events: SortedEvents | None, first: int
         else:
             ev = event_block(events, events.rows_of_patients(first, stop), first, n, landmark_hours)
             parts.append(ev.reshape(-1, n))
+    if grades is None:
+        parts.append(np.full((len(GRADE_FEATURES), n), np.nan))
+    else:
+        parts.append(grade_block(grades, grades.rows_of_patients(first, stop), first, n, landmark_hours))
     return np.concatenate(parts, axis=0)
 
 
@@ -385,29 +538,41 @@ def _spec(analytes: Sequence[str], baseline_window_hours: tuple[float, float], *
     return FeatureSpec(analytes=tuple(analytes),
                        baseline_window_hours=(float(baseline_window_hours[0]), float(baseline_window_hours[1])),
                        cross_analyte_pairs=tuple((str(a), str(b)) for a, b in pairs),
-                       **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+                       **{k: _option(v) for k, v in options.items()})
 
 
-def feature_array(labs: pd.DataFrame, patient_ids: pd.Series, landmarks: Sequence[float], spec: FeatureSpec,
-                  events: pd.DataFrame | None = None, chunk_patients: int = 10_000) -> np.ndarray:
-    """[n_features, n_patients, n_landmarks] for `patient_ids` in the given order."""
-    sl = encode_labs(labs, patient_ids, spec.codes)
-    se = encode_events(events, patient_ids, spec.event_types) if events is not None else None
-    n = len(patient_ids)
+def _option(value):
+    if isinstance(value, dict):
+        return tuple(value.items())
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _encoded_array(sl: SortedLabs, se: SortedEvents | None, sg: SortedGrades | None, n: int,
+                   landmarks: Sequence[float], spec: FeatureSpec, chunk_patients: int) -> np.ndarray:
     out = np.empty((len(spec.feature_names()), n, len(landmarks)))
     for first, stop in patient_chunks(n, chunk_patients):
         for j, L in enumerate(landmarks):  # a handful of landmarks, each a vectorised pass
-            out[:, first:stop, j] = features_for_chunk(sl, se, first, stop, L, spec)
+            out[:, first:stop, j] = features_for_chunk(sl, se, first, stop, L, spec, sg)
     return out
+
+
+def feature_array(labs: pd.DataFrame, patient_ids: pd.Series, landmarks: Sequence[float], spec: FeatureSpec,
+                  events: pd.DataFrame | None = None, chunk_patients: int = 10_000,
+                  grades: pd.DataFrame | None = None) -> np.ndarray:
+    """[n_features, n_patients, n_landmarks] for `patient_ids` in the given order."""
+    sl = encode_labs(labs, patient_ids, spec.codes, spec.turnaround_of_codes())
+    se = encode_events(events, patient_ids, spec.event_types) if events is not None else None
+    sg = encode_grades(grades, patient_ids) if grades is not None else None
+    return _encoded_array(sl, se, sg, len(patient_ids), landmarks, spec, chunk_patients)
 
 
 def kinetic_features_at(labs: pd.DataFrame, landmark_hours: float, analytes: Sequence[str],
                         baseline_window_hours: tuple[float, float], events: pd.DataFrame | None = None,
-                        **options) -> pd.DataFrame:
+                        grades: pd.DataFrame | None = None, **options) -> pd.DataFrame:
     """Wide frame indexed by patient_id (patients with any lab row) with columns `<CODE>__<feature>`."""
     spec = _spec(analytes, baseline_window_hours, **options)
     ids = pd.Series(np.sort(labs["patient_id"].astype(str).unique()), dtype=object)
-    arr = feature_array(labs, ids, [landmark_hours], spec, events)[:, :, 0]
+    arr = feature_array(labs, ids, [landmark_hours], spec, events, grades=grades)[:, :, 0]
     return pd.DataFrame(arr.T, index=pd.Index(ids, name="patient_id"), columns=spec.feature_names())
 
 
@@ -415,12 +580,14 @@ def landmark_matrix(labs: pd.DataFrame, patients: pd.DataFrame, landmarks: Seque
                     horizon_hours: float, analytes: Sequence[str],
                     baseline_window_hours: tuple[float, float],
                     covariates: list[str] | None = None, events: pd.DataFrame | None = None,
-                    chunk_patients: int = 10_000, **options) -> pd.DataFrame:
-    """patient_id, landmark_hours, eligible, label, covariates and features: one row per patient × landmark.
+                    chunk_patients: int = 10_000, grades: pd.DataFrame | None = None, **options) -> pd.DataFrame:
+    """patient_id, landmark_hours, eligible, label, outcome_status, covariates and features: one row
+    per patient × landmark (eligibility, labels and statuses: features/landmarks.py).
 
     Rows are sorted by (patient_id, landmark_hours). `options` are the other FeatureSpec fields
-    (trailing_window_hours, rise_fold, cross_analyte_pairs, covariate_analytes, event_types).
-    `events=None` means "not recorded": event features are NaN, not "not given".
+    (trailing_window_hours, rise_fold, cross_analyte_pairs, covariate_analytes, event_types,
+    turnaround_hours). `events=None` means "not recorded": event features are NaN, not "not given";
+    `grades=None` means no time-resolved grades: `current_grade` is NaN.
     """
     from features.landmarks import landmark_rows
 
@@ -429,8 +596,12 @@ def landmark_matrix(labs: pd.DataFrame, patients: pd.DataFrame, landmarks: Seque
     landmarks = sorted({float(x) for x in landmarks})
     pats = patients.assign(patient_id=patients["patient_id"].astype(str))
     pats = pats.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
-    rows = landmark_rows(pats, landmarks, horizon_hours)  # patient-major, landmark-minor
-    arr = feature_array(labs, pats["patient_id"], landmarks, spec, events, chunk_patients)
+    ids = pats["patient_id"]
+    sl = encode_labs(labs, ids, spec.codes, spec.turnaround_of_codes())
+    se = encode_events(events, ids, spec.event_types) if events is not None else None
+    sg = encode_grades(grades, ids) if grades is not None else None
+    rows = landmark_rows(pats, landmarks, horizon_hours, patient_times(sl, events, sg, ids))  # patient-major
+    arr = _encoded_array(sl, se, sg, len(pats), landmarks, spec, chunk_patients)
     # the [features, rows] block is what pandas stores: wrap it, don't copy it
     feats = pd.DataFrame(arr.reshape(arr.shape[0], -1).T, columns=spec.feature_names(), copy=False)
     cov = pats.reindex(columns=covariates).iloc[np.repeat(np.arange(len(pats)), len(landmarks))]

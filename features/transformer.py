@@ -1,7 +1,8 @@
 """scikit-learn transformer: landmark matrix → model-ready float64 features.
 
-The fitted state (feature definition, category levels, feature order) is persisted as JSON
-and shipped inside the registered model, so training and serving use one object.
+The fitted state (feature definition, category levels, feature order, the effective result
+turnaround per analyte) is persisted as JSON and shipped inside the registered model, so training
+and serving use one object and one availability rule.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from features.kinetics import (
     landmark_matrix,
 )
 
-ID_COLUMNS = ["patient_id", "landmark_hours", "eligible", "label"]
+ID_COLUMNS = ["patient_id", "landmark_hours", "eligible", "label", "outcome_status"]
 
 
 class KineticFeatures(TransformerMixin, BaseEstimator):
@@ -49,7 +50,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                  cross_analyte_pairs: tuple[tuple[str, str], ...] = DEFAULT_CROSS_PAIRS,
                  covariate_analytes: tuple[str, ...] = DEFAULT_COVARIATE_ANALYTES,
                  event_types: tuple[str, ...] = EVENT_TYPES,
-                 chunk_patients: int = 10_000) -> None:
+                 chunk_patients: int = 10_000,
+                 assume_turnaround_hours: dict[str, float] | None = None) -> None:
         self.analytes = analytes
         self.baseline_window_hours = baseline_window_hours
         self.horizon_hours = horizon_hours
@@ -61,6 +63,9 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
         self.covariate_analytes = covariate_analytes
         self.event_types = event_types
         self.chunk_patients = chunk_patients
+        # per-analyte override of the registry's default_turnaround_hours (hours from draw to result
+        # assumed for lab rows without a result time); fitted as `turnaround_hours_` and shipped
+        self.assume_turnaround_hours = assume_turnaround_hours
 
     # params.yaml `featurize` key -> constructor argument (the one mapping from configuration)
     PARAM_KEYS = {"analytes": "analytes", "baseline_window_hours": "baseline_window_hours",
@@ -68,7 +73,7 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                   "numeric_covariates": "numeric_covariates", "trailing_window_hours": "trailing_window_hours",
                   "rise_fold": "rise_fold", "cross_analyte_pairs": "cross_analyte_pairs",
                   "covariate_analytes": "covariate_analytes", "event_types": "event_types",
-                  "chunk_patients": "chunk_patients"}
+                  "chunk_patients": "chunk_patients", "assume_turnaround_hours": "assume_turnaround_hours"}
 
     @classmethod
     def from_params(cls, featurize: dict[str, Any]) -> KineticFeatures:
@@ -87,6 +92,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                 value = int(value)
             elif arg == "baseline_window_hours":
                 value = tuple(float(x) for x in value)
+            elif arg == "assume_turnaround_hours":
+                value = {str(k): float(v) for k, v in (value or {}).items()} or None
             else:
                 value = tuple(str(x) for x in value)
             kwargs[arg] = value
@@ -101,29 +108,44 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                            rise_fold=float(self.rise_fold),
                            cross_analyte_pairs=tuple((str(a), str(b)) for a, b in self.cross_analyte_pairs),
                            covariate_analytes=tuple(self.covariate_analytes),
-                           event_types=tuple(self.event_types))
+                           event_types=tuple(self.event_types),
+                           turnaround_hours=tuple(self.turnaround_map().items()))
+
+    def turnaround_map(self) -> dict[str, float]:
+        """Hours from draw to result assumed per analyte for rows without a result time: the fitted
+        (shipped) map once fitted, else the registry defaults with `assume_turnaround_hours` applied."""
+        if hasattr(self, "turnaround_hours_"):
+            return dict(self.turnaround_hours_)
+        from features.kinetics import effective_turnaround
+
+        codes = (*self.analytes, *self.covariate_analytes)
+        return dict(effective_turnaround(codes, dict(self.assume_turnaround_hours or {})))
 
     # -- building the landmark matrix from canonical tables (the same code at train and serve time)
     def build(self, labs: pd.DataFrame, patients: pd.DataFrame, landmarks: list[float],
-              events: pd.DataFrame | None = None) -> pd.DataFrame:
-        """One row per patient × landmark: ids, eligibility, label, covariates, features.
+              events: pd.DataFrame | None = None, grades: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One row per patient × landmark: ids, eligibility, label, outcome status, covariates, features.
 
         `events=None` means no treatment record exists: treatment features are NaN (unknown),
         never a silent "not given". Pass the (possibly empty) events table when one exists.
+        `grades` (patient_id, hours_since_infusion, grade): time-resolved CRS grades, if the cohort
+        has them; `current_grade` is NaN without.
         """
         spec = self.spec()
         return landmark_matrix(labs, patients, landmarks, self.horizon_hours, list(spec.analytes),
                                spec.baseline_window_hours,
                                covariates=[*self.categorical, *self.numeric_covariates], events=events,
-                               chunk_patients=int(self.chunk_patients),
+                               chunk_patients=int(self.chunk_patients), grades=grades,
                                trailing_window_hours=spec.trailing_window_hours, rise_fold=spec.rise_fold,
                                cross_analyte_pairs=spec.cross_analyte_pairs,
-                               covariate_analytes=spec.covariate_analytes, event_types=spec.event_types)
+                               covariate_analytes=spec.covariate_analytes, event_types=spec.event_types,
+                               turnaround_hours=spec.turnaround_hours)
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> KineticFeatures:
         X = self._check_frame(X)
         self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist()) if c in X else []
                             for c in self.categorical}
+        self.turnaround_hours_ = self.turnaround_map()
         self.kinetic_columns_ = self.spec().feature_names()
         self.feature_names_out_ = np.array(
             ["landmark_hours", *self.numeric_covariates, *self.kinetic_columns_,
@@ -168,7 +190,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
     def to_dict(self) -> dict[str, Any]:
         check_is_fitted(self, "feature_names_out_")
         return {"params": _jsonable(self.get_params()),
-                "categories": self.categories_, "feature_names": list(self.feature_names_out_)}
+                "categories": self.categories_, "feature_names": list(self.feature_names_out_),
+                "turnaround_hours": self.turnaround_map()}
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> KineticFeatures:
@@ -184,7 +207,14 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                 kwargs[k] = float(p[k])
         if "chunk_patients" in p:
             kwargs["chunk_patients"] = int(p["chunk_patients"])
+        if p.get("assume_turnaround_hours"):
+            kwargs["assume_turnaround_hours"] = {str(k): float(v) for k, v in p["assume_turnaround_hours"].items()}
         obj = cls(**kwargs)
+        # the availability rule the model was trained with; a model saved before result turnaround
+        # existed was trained with "available at draw" for rows without a result time: keep that
+        codes = (*obj.analytes, *obj.covariate_analytes)
+        obj.turnaround_hours_ = ({str(k): float(v) for k, v in spec["turnaround_hours"].items()}
+                                 if "turnaround_hours" in spec else dict.fromkeys(codes, 0.0))
         obj.categories_ = {k: list(v) for k, v in spec["categories"].items()}
         obj.feature_names_out_ = np.array(spec["feature_names"], dtype=object)
         onehots = {f"{c}={v}" for c, vs in obj.categories_.items() for v in vs}

@@ -138,15 +138,19 @@ def score_matrix(bundle: ModelBundle, matrix: pd.DataFrame, band_edges: list[flo
     return pd.concat([out, drivers], axis=1)[output_columns(top_k)]
 
 
-def latest_times(labs: pd.DataFrame, codes: Iterable[str]) -> pd.Series:
-    """Per patient: when their latest result of an analyte in `codes` became available, in hours."""
-    rows = labs[labs["analyte"].isin(list(codes)).to_numpy()]
+def latest_times(labs: pd.DataFrame, codes: Iterable[str], turnaround: dict[str, float] | None = None) -> pd.Series:
+    """Per patient: when their latest result of an analyte in `codes` became available, in hours
+    (a row without a result time: draw + the model's assumed turnaround for that analyte)."""
+    from features.kinetics import availability_hours, effective_turnaround
+
+    codes = list(codes)
+    turnaround = turnaround if turnaround is not None else dict(effective_turnaround(codes))
+    rows = labs[labs["analyte"].isin(codes).to_numpy()]
     t = pd.to_numeric(rows["hours_since_infusion"], errors="coerce").to_numpy("float64")
     v = pd.to_numeric(rows["value"], errors="coerce").to_numpy("float64")
-    res = (pd.to_numeric(rows["resulted_hours"], errors="coerce").to_numpy("float64")
-           if "resulted_hours" in rows else np.full(len(rows), np.nan))
-    ok = np.isfinite(t) & np.isfinite(v)
-    avail = pd.Series(np.fmax(t, res)[ok], index=rows["patient_id"].astype(str).to_numpy()[ok])
+    avail = availability_hours(rows, turnaround)
+    ok = np.isfinite(t) & np.isfinite(v) & np.isfinite(avail)
+    avail = pd.Series(avail[ok], index=rows["patient_id"].astype(str).to_numpy()[ok])
     return avail.groupby(level=0, sort=False).max()
 
 
@@ -158,18 +162,19 @@ def latest_matrix(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFram
     sharing a time), assembled like `landmark_matrix` (tested equal to `build` at that time).
     Returns (matrix sorted by patient_id, mask of rows whose patient has no result at all).
     """
-    from features.kinetics import encode_events, encode_labs, features_for_chunk
+    from features.kinetics import encode_events, encode_labs, features_for_chunk, patient_times
+    from features.landmarks import known_severe_hours
 
     kf = bundle.features
     spec = kf.spec()
     ids = patients["patient_id"].astype(str).to_numpy()
-    latest = latest_times(labs, spec.codes).reindex(ids)
+    latest = latest_times(labs, spec.codes, dict(spec.turnaround_hours)).reindex(ids)
     none = latest.isna().to_numpy()
     when = np.where(none, 0.0, latest.to_numpy("float64"))  # no result: any time gives "no data"
     order = np.lexsort((ids, when))  # patients sharing a time are contiguous
     pats = patients.iloc[order].assign(patient_id=ids[order]).reset_index(drop=True)
     when, none = when[order], none[order]
-    sl = encode_labs(labs, pats["patient_id"], spec.codes)
+    sl = encode_labs(labs, pats["patient_id"], spec.codes, spec.turnaround_of_codes())
     se = encode_events(events, pats["patient_id"], spec.event_types) if events is not None else None
     n = len(pats)
     feats = np.empty((len(spec.feature_names()), n))
@@ -177,8 +182,8 @@ def latest_matrix(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFram
         starts = np.flatnonzero(np.r_[True, when[1:] != when[:-1]])
         for first, stop in zip(starts, np.r_[starts[1:], n], strict=True):
             feats[:, first:stop] = features_for_chunk(sl, se, int(first), int(stop), float(when[first]), spec)
-    severe = (pats["severe_onset_hours"].to_numpy("float64") if "severe_onset_hours" in pats
-              else np.full(n, np.nan))
+    # known severe status: graded onset, or (ASTCT) a vasopressor, as in features/landmarks.py
+    severe = known_severe_hours(pats, patient_times(sl, events, None, pats["patient_id"]))
     rows = pd.DataFrame({"patient_id": pats["patient_id"].to_numpy(), "landmark_hours": when,
                          "eligible": ~(severe <= when), "label": np.nan})
     cov = pats.reindex(columns=[*kf.categorical, *kf.numeric_covariates])

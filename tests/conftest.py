@@ -30,11 +30,18 @@ def feature_params():
     return KineticFeatures(baseline_window_hours=(-168.0, 0.0), horizon_hours=72.0)
 
 
-def lab_rows(patient: str, analyte: str, points: list[tuple[float, float]], resulted=None) -> pd.DataFrame:
-    """Tiny hand-made lab series: [(hours_since_infusion, value), ...]."""
+def lab_rows(patient: str, analyte: str, points: list[tuple[float, float]], resulted="draw") -> pd.DataFrame:
+    """Tiny hand-made lab series: [(hours_since_infusion, value), ...].
+
+    `resulted`: result times; "draw" (default) = each result known at its draw; None = no result
+    time (the feature engine then assumes the analyte's turnaround).
+    """
+    hours = [float(t) for t, _ in points]
+    if isinstance(resulted, str) and resulted == "draw":
+        resulted = hours
     return pd.DataFrame({
         "patient_id": patient, "analyte": analyte,
-        "hours_since_infusion": [float(t) for t, _ in points],
+        "hours_since_infusion": hours,
         "value": [float(v) for _, v in points], "censor": "",
         "resulted_hours": resulted if resulted is not None else np.nan,
         "source_row": np.arange(len(points)),

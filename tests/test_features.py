@@ -39,7 +39,7 @@ def test_send_out_result_invisible_until_resulted():
 
 def _features(labs, patients, landmarks):
     return landmark_matrix(labs, patients, landmarks, 72.0, ANALYTES, WINDOW,
-                           covariates=["therapy"]).drop(columns=["eligible", "label"])
+                           covariates=["therapy"]).drop(columns=["eligible", "label", "outcome_status"])
 
 
 later = st.lists(st.tuples(st.sampled_from(ANALYTES), st.floats(48.01, 400), st.floats(0.01, 1e5)),

@@ -12,6 +12,8 @@ from features.kinetics import (
     EVENT_TYPES,
     KINETIC_FEATURES,
     FeatureSpec,
+    availability_hours,
+    effective_turnaround,
     kinetic_features_at,
     landmark_matrix,
     patient_chunks,
@@ -88,7 +90,9 @@ def test_hand_computed_every_feature():
     p2 = w.loc["P2"]
     assert p2["CRP__n_draws"] == 1 and p2["CRP__has_baseline"] == 0 and p2["CRP__ref_is_fallback"] == 0
     assert np.isnan(p2["CRP__log2_fc"]) and np.isnan(p2["CRP__reference_censored"])
-    assert p2["vasopressors__given"] == 1 and p2["vasopressors__hours_since_last_dose"] == 0
+    assert p2["tocilizumab__given"] == 0
+    # vasopressors are not a predictor (ASTCT: a vasopressor is grade 3, the outcome itself)
+    assert not any(c.startswith("vasopressors__") for c in w.columns)
 
 
 def test_send_out_result_appears_once_resulted():
@@ -145,7 +149,7 @@ PATIENTS = pd.DataFrame({"patient_id": ["A", "B", "C"], "therapy": ["axi-cel", "
 def _matrix(labs, events, patients=PATIENTS, landmarks=(24.0, 48.0), chunk=50_000):
     return landmark_matrix(labs, patients, list(landmarks), 72.0, ANALYTES, WINDOW, covariates=["therapy"],
                            events=events, chunk_patients=chunk, covariate_analytes=["TEMP_MAX"],
-                           **OPTIONS).drop(columns=["eligible", "label"])
+                           **OPTIONS).drop(columns=["eligible", "label", "outcome_status"])
 
 
 @settings(max_examples=40, deadline=None)
@@ -158,8 +162,9 @@ def test_no_look_ahead_bit_for_bit(labs, events, new_labs, new_events, landmark,
     are unchanged bit for bit; moving the outcome (label) never changes features either."""
     before_labs, before_events = _labs_from(labs), _events(events)
     before = _matrix(before_labs, before_events, landmarks=[landmark])
-    resulted = before_labs["resulted_hours"]
-    future = (before_labs["hours_since_infusion"] > landmark) | (resulted > landmark)
+    # after L: drawn after it, resulted after it, or, without a result time, ASSUMED available after it
+    # (draw + the analyte's default turnaround: IL-6/IFN-γ 72 h, CRP/temperature 0 h)
+    future = availability_hours(before_labs, dict(effective_turnaround(CODES))) > landmark
     rng = np.random.default_rng(drop)
     altered = before_labs.copy()
     altered.loc[future, "value"] = altered.loc[future, "value"] * scale
@@ -170,6 +175,11 @@ def test_no_look_ahead_bit_for_bit(labs, events, new_labs, new_events, landmark,
     add["hours_since_infusion"] = np.where(rng.random(len(add)) < 0.5, landmark + shift,
                                            np.minimum(add["hours_since_infusion"], landmark))
     add["resulted_hours"] = landmark + shift + 1
+    # and cytokines drawn before L without a result time, whose assumed availability (draw + 72 h) is after L
+    assumed = _labs_from(new_labs)
+    assumed = assumed[assumed["analyte"].isin(["IL6", "IFNG"])].assign(
+        hours_since_infusion=landmark - (shift % 71.9), resulted_hours=np.nan)
+    add = pd.concat([add, assumed], ignore_index=True)
     ev = before_events.copy()
     ev_future = ev["hours_since_infusion"] > landmark
     ev.loc[ev_future, "hours_since_infusion"] += shift
@@ -300,7 +310,8 @@ def test_feature_spec_rejects_nonsense_and_names_are_stable():
     spec = FeatureSpec(analytes=("CRP",), cross_analyte_pairs=(("CRP", "IL6"),))
     assert spec.cross_columns() == []  # IL-6 not featurized: no pair
     names = FeatureSpec().feature_names()
-    assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 4 * 3 + 4 + 5 * 4
+    assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 4 * 3 + 4 + 4 * 4 + 1
+    assert "vasopressors" not in FeatureSpec().event_types and names[-1] == "current_grade"
 
 
 def test_featurize_stage_events_file_absent_means_unknown(tmp_path, small_cohort):
@@ -319,3 +330,94 @@ def test_featurize_stage_events_file_absent_means_unknown(tmp_path, small_cohort
     assert unrecorded["tocilizumab__given"].isna().all()
     event_cols = [c for c in recorded if c.split("__")[0] in EVENT_TYPES]
     pd.testing.assert_frame_equal(recorded.drop(columns=event_cols), unrecorded.drop(columns=event_cols))
+
+
+# ----------------------------------------------------------------------------- result turnaround
+
+def test_send_out_cytokine_without_result_time_waits_for_the_assumed_turnaround():
+    """No result time: available at draw + default_turnaround_hours (IL-6 72 h), never at the draw;
+    a per-analyte override (an in-house same-day assay) makes it visible at the draw."""
+    labs = pd.concat([lab_rows("P", "IL6", [(-20, 4)]), lab_rows("P", "IL6", [(30, 400)], resulted=None),
+                      lab_rows("P", "CRP", [(30, 50)], resulted=None)], ignore_index=True)
+    at48 = kinetic_features_at(labs, 48.0, ANALYTES, WINDOW).loc["P"]
+    assert at48["IL6__latest"] == 4 and at48["IL6__n_draws"] == 1  # drawn at 30 h, assumed back at 102 h
+    assert at48["CRP__latest"] == 50                                # routine lab: turnaround 0
+    assert kinetic_features_at(labs, 102.0, ANALYTES, WINDOW).loc["P", "IL6__latest"] == 400
+    same_day = kinetic_features_at(labs, 48.0, ANALYTES, WINDOW, turnaround_hours={"IL6": 0.0}).loc["P"]
+    assert same_day["IL6__latest"] == 400
+    kf = KineticFeatures(assume_turnaround_hours={"IL6": 0.0})
+    m = kf.build(labs, pd.DataFrame({"patient_id": ["P"]}), [48.0])
+    assert m.loc[0, "IL6__latest"] == 400 and KineticFeatures().build(labs, pd.DataFrame({"patient_id": ["P"]}),
+                                                                      [48.0]).loc[0, "IL6__latest"] == 4
+
+
+def test_turnaround_map_is_fitted_state_and_travels_in_json():
+    kf = KineticFeatures(assume_turnaround_hours={"IL6": 6.0})
+    m = kf.build(lab_rows("P", "CRP", [(-5, 5), (20, 9)]), pd.DataFrame({"patient_id": ["P"]}), [24.0])
+    kf.fit(m)
+    assert kf.turnaround_hours_["IL6"] == 6.0 and kf.turnaround_hours_["IFNG"] == 72.0
+    assert kf.turnaround_hours_["CRP"] == 0.0 and kf.turnaround_hours_["ANG2"] == 120.0
+    back = KineticFeatures.from_dict(kf.to_dict())
+    assert back.turnaround_map() == kf.turnaround_map() and back.spec() == kf.spec()
+    old = kf.to_dict()
+    del old["turnaround_hours"]  # a model saved before result turnaround existed: its rule was "at draw"
+    assert set(KineticFeatures.from_dict(old).turnaround_map().values()) == {0.0}
+    with pytest.raises(ValueError, match="unknown analyte"):
+        KineticFeatures(assume_turnaround_hours={"IL-6": 0}).spec()
+    with pytest.raises(ValueError, match=">= 0"):
+        KineticFeatures(assume_turnaround_hours={"IL6": -1}).spec()
+
+
+# ----------------------------------------------------------------------------- vasopressors, grade
+
+PATIENTS_ASTCT = PATIENTS.assign(grading="ASTCT", followup_hours=400.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(labs=st.lists(lab_st, max_size=30), events=st.lists(event_st, max_size=8),
+       vaso=st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.floats(-50, 200)), min_size=1, max_size=5),
+       landmark=st.sampled_from([24.0, 48.0, 96.0]))
+def test_vasopressor_never_changes_a_feature(labs, events, vaso, landmark):
+    """Vasopressors (before L or after) are the outcome under ASTCT, not a predictor: adding them
+    never changes a feature at L (it may change eligibility: they move the onset)."""
+    kf = KineticFeatures(covariate_analytes=("TEMP_MAX",))
+    base = _events(events)
+    more = pd.concat([base, _events([(p, "vasopressors", t) for p, t in vaso])], ignore_index=True)
+    ids = ["patient_id", "landmark_hours", "eligible", "label", "outcome_status"]
+    a = kf.build(_labs_from(labs), PATIENTS_ASTCT, [landmark], events=base).drop(columns=ids)
+    b = kf.build(_labs_from(labs), PATIENTS_ASTCT, [landmark], events=more).drop(columns=ids)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_vasopressor_moves_the_onset_for_astct_patients():
+    kf = KineticFeatures()
+    labs = lab_rows("A", "CRP", [(-5, 5), (20, 9)])
+    patients = PATIENTS_ASTCT.head(1)  # A: grade 3, graded onset 60 h
+    ev = _events([("A", "vasopressors", 40.0)])
+    rows = kf.build(labs, patients, [24.0, 48.0], events=ev).set_index("landmark_hours")
+    assert rows.loc[24.0, "label"] == 1 and rows.loc[48.0, "outcome_status"] == "already_severe"
+    lee = kf.build(labs, patients.assign(grading="Lee2014"), [48.0], events=ev)
+    assert lee.loc[0, "eligible"] and lee.loc[0, "label"] == 1  # graded onset 60 h stands
+
+
+def _grades(rows):
+    return pd.DataFrame({"patient_id": [p for p, _, _ in rows], "hours_since_infusion": [float(t) for _, t, _ in rows],
+                         "grade": [float(g) for _, _, g in rows]})
+
+
+def test_current_grade_is_the_highest_recorded_by_the_landmark():
+    labs = lab_rows("A", "CRP", [(-5, 5)])
+    grades = _grades([("A", 10, 1), ("A", 30, 2), ("A", 45, 1), ("A", 60, 3), ("B", 50, 2)])
+    pats = PATIENTS_ASTCT
+    kf = KineticFeatures()
+    m = kf.build(labs, pats, [24.0, 48.0, 72.0], grades=grades).set_index(["patient_id", "landmark_hours"])
+    assert m.loc[("A", 24.0), "current_grade"] == 1 and m.loc[("A", 48.0), "current_grade"] == 2
+    assert m.loc[("B", 24.0), "current_grade"] == 0 and m.loc[("B", 72.0), "current_grade"] == 2
+    assert m.loc[("C", 72.0), "current_grade"] == 0            # a grades table, nothing recorded for C
+    assert kf.build(labs, pats, [48.0])["current_grade"].isna().all()  # no grade course: unknown
+    # a recorded grade >= 3 makes the patient known severe (A's graded onset is 60 h; grade 3 at 60 h too)
+    assert m.loc[("A", 72.0), "outcome_status"] == "already_severe"
+    # nothing recorded after L reaches the feature
+    later = pd.concat([grades, _grades([("A", 48.5, 4), ("C", 49, 2)])], ignore_index=True)
+    m2 = kf.build(labs, pats, [48.0], grades=later).set_index("patient_id")
+    assert m2.loc["A", "current_grade"] == 2 and m2.loc["C", "current_grade"] == 0
