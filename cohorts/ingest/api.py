@@ -15,13 +15,16 @@ from cohorts.ingest.harmonise import DEFAULT_WINDOW_HOURS, empty_quarantine, har
 from cohorts.ingest.reconcile import (
     canonical_lab_table,
     drop_duplicates,
+    extend_followup,
     mixed_units,
     no_baseline,
+    outcome_report,
+    result_time_report,
     validation_report,
 )
 from cohorts.ingest.source import CHUNK_ROWS, Source
 from cohorts.io import Cohort
-from cohorts.schema import canonical_events, canonical_patients
+from cohorts.schema import canonical_events, canonical_grades, canonical_patients
 
 FORMATS = ("long", "sdtm", "omop")
 
@@ -76,23 +79,34 @@ def ingest(fmt: str, path: Path | str, window_hours: tuple[float, float] = DEFAU
     units = pd.concat(unit_parts, ignore_index=True)
     labs = canonical_lab_table(labs)
     in_by = pd.concat(in_counts).groupby(level=0).sum() if in_counts else pd.Series(dtype=int)
-    events = canonical_events(source.events)
+    # no events table in the source = treatments not recorded: none is written (features say unknown)
+    events = canonical_events(source.events) if source.events is not None else None
+    grades = canonical_grades(source.grades)
+    if source.followup_from_records:  # a follow-up read from record dates is at least the last lab draw
+        patients = extend_followup(patients, labs)
+    notes = list(source.notes)
+    result_times = result_time_report(labs, notes)
+    outcomes = outcome_report(patients, notes)
     extra = {
         "format": fmt, "input": str(path), "lab_file": source.lab_file,
         "patients_in": int(len(patients)),
         "patients_with_labs": int(labs["patient_id"].nunique()),
-        "events_out": int(len(events)),
+        "events_recorded": events is not None,
+        "events_out": int(len(events)) if events is not None else 0,
+        "grade_course_rows": int(len(grades)) if grades is not None else 0,
+        "result_times": result_times,
+        "outcomes": outcomes,
         "time_window_hours": list(window_hours),
         "mixed_units": mixed_units(units) if not source.units_canonical else
         {"patient_analyte_series": 0, "examples": []},
         "patients_without_baseline": no_baseline(labs, patients["patient_id"]),
-        "notes": source.notes,
+        "notes": notes,
     }
     report = validation_report(rows_in, labs, quarantine, in_by, extra)
     provenance = dict(source.provenance)
     provenance["ingest"] = {"format": fmt, "input": str(path), "rows_in": report["rows_in"],
                             "rows_out": report["rows_out"], "rows_quarantined": report["rows_quarantined"]}
-    return IngestResult(Cohort(labs, patients, events, provenance), quarantine, report, source.passthrough)
+    return IngestResult(Cohort(labs, patients, events, provenance, grades), quarantine, report, source.passthrough)
 
 
 def write_ingested(result: IngestResult, out: Path | str) -> None:

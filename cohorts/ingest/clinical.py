@@ -7,7 +7,13 @@ Stated rules:
   severe no later than recorded) and at the end of that day for treatments (a treatment is never
   known before it was given); how many times were placed this way is reported in validation.json;
 - crs_max_grade is the highest grade recorded; severe_onset_hours the first time grade >= 3 was
-  recorded; patients with no CRS record get grade 0 when the outcome table was supplied at all.
+  recorded; patients with no CRS record get grade 0 when the outcome table was supplied at all;
+- the grade course (a predictor: the grade recorded by the landmark) places a date-only record at the
+  end of its day (a grade is never known before it was recorded). It is kept only when the study
+  records grade changes as separate records (some patient has records of different grades): a study
+  with one record per episode at its worst grade would show that worst grade from the episode's start;
+- follow-up (last time observed) is the latest of the dates given; a date without a clock time is
+  placed at the start of that day (follow-up is never claimed longer than recorded).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from cohorts.ingest.times import HOUR, num, parse_datetimes, plausible_years
+from cohorts.ingest.times import HOUR, infusion_of, num, parse_datetimes, plausible_years
 from cohorts.ingest.vocab import _map_uniques
 from crs_settings import reference_dir
 
@@ -57,8 +63,8 @@ def clock_hours(raw: pd.Series, patient_ids: pd.Series, infusion: pd.Series,
         shift = pd.Timedelta(hours=23, minutes=59) if date_only == "end" else pd.Timedelta(0)
         ts = ts.copy()
         ts[is_date] = (day[is_date] + shift).to_numpy()
-    ref = pd.to_datetime(patient_ids.map(infusion)).astype("datetime64[ns]")
-    hours = ((ts - ref) / HOUR).astype("float64")
+    ref = infusion_of(patient_ids, infusion)
+    hours = ((ts.astype("datetime64[ns]") - ref) / HOUR).astype("float64")
     return hours, int((is_date & hours.notna().to_numpy()).sum())
 
 
@@ -103,3 +109,35 @@ def outcomes_from(grades: pd.DataFrame, patient_ids: pd.Series, infusion: pd.Ser
     out["crs_onset_hours"] = g[(g["grade"] >= 1) | g["grade"].isna()].groupby("patient_id")["hours"].min()
     out["severe_onset_hours"] = g[g["grade"] >= 3].groupby("patient_id")["hours"].min()
     return out.reset_index(), n_date
+
+
+def grade_course(grades: pd.DataFrame, infusion: pd.Series) -> tuple[pd.DataFrame | None, str]:
+    """grades: patient_id, grade, start (text) -> canonical grades table (or None) and a note.
+
+    None when no record has both a grade and a time, or when no patient has records of different
+    grades (one record per episode, at its worst grade, would leak that grade to its start).
+    """
+    grade = num(grades["grade"].astype("string").str.extract(r"(\d)")[0])
+    hours, _ = clock_hours(grades["start"], grades["patient_id"], infusion, "end")
+    g = pd.DataFrame({"patient_id": grades["patient_id"].astype(str).to_numpy(),
+                      "hours_since_infusion": hours.to_numpy(), "grade": grade.to_numpy()})
+    g = g[g["hours_since_infusion"].notna() & g["grade"].notna()]
+    if g.empty:
+        return None, "no CRS record has both a grade and a time: no grade course (current_grade unknown)"
+    if not (g.groupby("patient_id")["grade"].nunique() > 1).any():
+        return None, ("no patient has CRS records of different grades (one record per episode, likely at its "
+                      "worst grade): no grade course, current_grade unknown (it would see the worst grade "
+                      "from the episode's start)")
+    g = g.sort_values(["patient_id", "hours_since_infusion", "grade"], kind="mergesort").reset_index(drop=True)
+    return g, f"grade course: {len(g)} timed CRS grade record(s) of {g['patient_id'].nunique()} patient(s)"
+
+
+def last_seen_hours(records: pd.DataFrame, patient_ids: pd.Series, infusion: pd.Series) -> pd.Series:
+    """records: patient_id, when (text dates) -> per patient in `patient_ids` the latest time, in hours
+    since infusion (date-only at 00:00: never longer than recorded); NaN where none."""
+    out = pd.Series(np.nan, index=pd.Index(patient_ids.astype(str).to_numpy(), name="patient_id"))
+    if records.empty:
+        return out
+    hours, _ = clock_hours(records["when"], records["patient_id"].astype(str), infusion, "start")
+    last = pd.Series(hours.to_numpy(), index=records["patient_id"].astype(str).to_numpy()).groupby(level=0).max()
+    return out.fillna(last.reindex(out.index))

@@ -4,7 +4,12 @@ labs: patient_id, analyte (name, code or LOINC as written), value (number or tex
       unit, and the time as `hours_since_infusion` or as `datetime` (ISO 8601; then patients needs
       `infusion_datetime`); optional `censor`, `resulted_hours` or `resulted_datetime`.
 patients: patient_id (required), the canonical patient columns of cohorts/schema.py where known,
-      optional infusion_datetime; extra columns are carried along.
+      optional infusion_datetime; extra columns are carried along. Follow-up: `followup_hours`, else
+      `last_contact_datetime` (ISO 8601, with infusion_datetime), else unknown (the landmark rules
+      then take the patient's last record as a lower bound, features/landmarks.py).
+events (optional): patient_id, event, hours_since_infusion [, dose, dose_unit]. No events file =
+      treatments not recorded (features unknown); a file with a header only = none given.
+grades (optional): patient_id, hours_since_infusion, grade (the CRS grade course, on the cohort's scale).
 A canonical cohort folder (written by `crs simulate` / `crs ingest`: provenance.json, no unit column)
 is read with the registry's canonical units, so the simulated cohort flows through the same checks.
 """
@@ -25,7 +30,8 @@ from cohorts.ingest.times import hours_from, num, parse_datetimes, parse_hours
 from cohorts.ingest.vocab import map_analytes, vocab
 
 TEXT = {"patient_id": "string", "analyte": "string", "unit": "string", "censor": "string",
-        "datetime": "string", "resulted_datetime": "string", "infusion_datetime": "string"}
+        "datetime": "string", "resulted_datetime": "string", "infusion_datetime": "string",
+        "last_contact_datetime": "string", "grading": "string"}
 
 
 def _lower(columns: list[str]) -> dict[str, str]:
@@ -53,12 +59,28 @@ def _patients(path: Path) -> tuple[pd.DataFrame, pd.Series]:
                               "date-time with a clock time (e.g. 2024-03-01T14:30)", file=str(path),
                               row=i, column="infusion_datetime")
         infusion = pd.Series(ts.to_numpy(), index=patients["patient_id"].astype(str)).dropna()
+    if "followup_hours" not in patients and "last_contact_datetime" in patients:
+        if infusion.empty:
+            raise CohortError("patients give 'last_contact_datetime' but no 'infusion_datetime' to measure "
+                              "follow-up from", file=str(path), column="infusion_datetime")
+        ts, problem = parse_datetimes(patients["last_contact_datetime"])
+        bad = (problem != "") & (problem != "missing_time") & (problem != "imprecise_time")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise CohortError(f"last_contact_datetime {patients['last_contact_datetime'].iloc[i]!r} is not an "
+                              "ISO date-time (e.g. 2024-03-09T10:00)", file=str(path), row=i,
+                              column="last_contact_datetime")
+        from cohorts.ingest.clinical import last_seen_hours
+
+        dated = pd.DataFrame({"patient_id": patients["patient_id"].astype(str).to_numpy(),
+                              "when": patients["last_contact_datetime"].to_numpy()}).dropna(subset=["when"])
+        patients["followup_hours"] = last_seen_hours(dated, patients["patient_id"], infusion).to_numpy()
     return patients, infusion
 
 
 NUMERIC_PATIENT_COLUMNS = {"age_years": (0, 120), "weight_kg": (1, 400), "tumor_burden": (-1e9, 1e9),
                            "crs_max_grade": (0, 5), "crs_onset_hours": (-720, 8760),
-                           "severe_onset_hours": (-720, 8760)}
+                           "severe_onset_hours": (-720, 8760), "followup_hours": (0, 87600)}
 
 
 def _check_numbers(patients: pd.DataFrame, path: Path) -> None:
@@ -105,6 +127,12 @@ def open_long(folder: Path, chunk_rows: int) -> Source:
     notes = ([f"{labs_path.name} has no unit column; its folder {folder.name} is a canonical cohort folder "
               "(provenance.json), so values are in the canonical units of data/reference/analytes.csv"]
              if canonical_units else [])
+    if "followup_hours" in patients:
+        source = "followup_hours" if "last_contact_datetime" not in patients else "last_contact_datetime"
+        notes.append(f"followup_hours from the patients table ({source}); unknown where blank")
+    else:
+        notes.append("no followup_hours or last_contact_datetime in the patients table: follow-up unknown; each "
+                     "patient's last record is taken as a lower bound and labels beyond it are unknown")
 
     def chunks() -> Iterator[pd.DataFrame]:
         offset = 0
@@ -115,8 +143,12 @@ def open_long(folder: Path, chunk_rows: int) -> Source:
     passthrough = ([p for p in sorted(folder.glob("*.parquet"))
                     if p.stem not in ("labs", "patients", "events", "quarantine")] if canonical_units else [])
     notes += [f"{p.name} copied unchanged from the canonical cohort folder" for p in passthrough]
-    return Source(patients, _events(folder), str(labs_path), chunks, provenance, notes, canonical_units,
-                  passthrough)
+    grades = None if canonical_units else _grades(folder)
+    events = _events(folder)
+    if events is None:
+        notes.append("no events table: treatments not recorded, so treatment features are unknown (NaN)")
+    return Source(patients, events, str(labs_path), chunks, provenance, notes, canonical_units,
+                  passthrough, grades=grades)
 
 
 def _raw(chunk: pd.DataFrame, offset: int, infusion: pd.Series, canonical_units: bool) -> pd.DataFrame:
@@ -155,8 +187,18 @@ def _events(folder: Path) -> pd.DataFrame | None:
     path = find_table(folder, "events", required=False)
     if path is None:
         return None
-    events = read_all(path, TEXT, _lower(columns_of(path)))
-    if events.empty:
-        return None
+    names = _lower(columns_of(path))
+    events = read_all(path, TEXT, names)
+    if events.columns.empty:  # a Parquet file without row groups: keep its column names
+        events = pd.DataFrame(columns=list(names.values()))
     require(list(events.columns), ["patient_id", "event", "hours_since_infusion"], path, "events")
-    return events
+    return events  # a header without rows: recorded, none given
+
+
+def _grades(folder: Path) -> pd.DataFrame | None:
+    from cohorts.schema import canonical_grades
+
+    path = find_table(folder, "grades", required=False)
+    if path is None:
+        return None
+    return canonical_grades(read_all(path, TEXT, _lower(columns_of(path))), file=str(path))

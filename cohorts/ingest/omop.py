@@ -9,7 +9,12 @@ value_as_number, else value_source_value (text such as '<2.5'). The time is meas
 else measurement_date + measurement_time; a date alone is `imprecise_time`.
 drug_exposure -> day 0 (first CAR-T/bispecific, by drug_source_value or concept name) and events.
 condition_occurrence (CRS by condition_source_value or concept name) and observation rows whose
-observation_source_value names a CRS grade (value_as_number or value_as_string) -> outcomes.
+observation_source_value names a CRS grade (value_as_number or value_as_string) -> outcomes and,
+where grades change over time, the grade course.
+followup_hours = observation_period_end (latest period) or the death date where given, else the
+latest drug_exposure, condition_occurrence, observation and measurement date (clinical.py states
+the date rules). Without drug_exposure day 0 is unknown: every lab row is quarantined
+(no_infusion_time) and treatments are unknown (no events table).
 """
 
 from __future__ import annotations
@@ -21,11 +26,18 @@ import numpy as np
 import pandas as pd
 
 from cohorts.errors import CohortError
-from cohorts.ingest.clinical import CRS_PATTERN, events_from, infusion_from, outcomes_from
+from cohorts.ingest.clinical import (
+    CRS_PATTERN,
+    events_from,
+    grade_course,
+    infusion_from,
+    last_seen_hours,
+    outcomes_from,
+)
 from cohorts.ingest.source import Source
 from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
 from cohorts.ingest.tables import text_column as _col
-from cohorts.ingest.times import hours_from, num, parse_datetimes
+from cohorts.ingest.times import hours_from, infusion_of, num, parse_datetimes
 from cohorts.ingest.vocab import map_analytes
 from crs_settings import reference_dir
 
@@ -36,7 +48,10 @@ TEXT = {c: "string" for c in ("person_id", "measurement_source_value", "value_so
                                "condition_start_datetime", "condition_start_date",
                                "observation_source_value", "value_as_string", "observation_datetime",
                                "observation_date", "gender_source_value", "concept_code", "concept_name",
-                               "vocabulary_id", "dose_unit_source_value")}
+                               "vocabulary_id", "dose_unit_source_value", "observation_period_end_date",
+                               "observation_period_end_datetime", "death_date", "death_datetime",
+                               "drug_exposure_end_date", "drug_exposure_end_datetime", "condition_end_date",
+                               "condition_end_datetime")}
 GRADE_PATTERN = r"(?:crs|cytokine[\s-]*release[\s-]*syndrome).*grade|grade.*(?:crs|cytokine)"
 
 
@@ -115,17 +130,20 @@ def open_omop(folder: Path, chunk_rows: int) -> Source:
             notes.append(f"{n_ev} treatment time(s) had a date only: placed at 23:59 of that day")
     else:
         notes.append("no drug_exposure table: day 0 unknown, every lab row is quarantined (no_infusion_time)")
-    patients["therapy"] = patients["patient_id"].map(therapy).fillna("other").to_numpy()
+    patients["therapy"] = patients["patient_id"].map(therapy).astype(object).fillna("other").to_numpy()
     if "year_of_birth" in person:
         yob = num(person["year_of_birth"]).to_numpy()
-        year = patients["patient_id"].map(infusion).dt.year.to_numpy(dtype=float)
+        year = infusion_of(patients["patient_id"], infusion).dt.year.to_numpy(dtype=float)
         patients["age_years"] = year - yob
     gender = _col(person, "gender_source_value")
     if "gender_concept_id" in person:
         gender = gender.fillna(_s(person["gender_concept_id"]).str.replace(r"\.0$", "", regex=True).map(codes))
     patients["sex"] = gender.fillna("").astype(str).to_numpy()
     patients["disease"] = "unknown"
-    patients = _outcomes(folder, patients, infusion, names, notes)
+    patients, grades, seen = _outcomes(folder, patients, infusion, names, notes)
+    if drugs is not None:
+        seen += [_dated(drugs, "drug_exposure", "_start"), _dated(drugs, "drug_exposure", "_end")]
+    patients["followup_hours"] = _followup(folder, patients["patient_id"], infusion, seen, notes).to_numpy()
     m_path = find_table(folder, "measurement")
     cols = _lower(m_path)
     mnames = list(cols.values())
@@ -147,12 +165,39 @@ def open_omop(folder: Path, chunk_rows: int) -> Source:
             offset += len(chunk)
 
     provenance = {"synthetic": False, "source": "omop", "path": str(folder), "patients_file": str(person_path)}
-    return Source(patients, events, str(m_path), chunks, provenance, notes)
+    return Source(patients, events, str(m_path), chunks, provenance, notes, grades=grades,
+                  followup_from_records=True)
+
+
+def _dated(frame: pd.DataFrame, prefix: str, suffix: str = "") -> pd.DataFrame:
+    return pd.DataFrame({"patient_id": frame["person_id"].astype(str).to_numpy(),
+                         "when": _when(frame, prefix, suffix).to_numpy()})
+
+
+def _followup(folder: Path, patient_ids: pd.Series, infusion: pd.Series, seen: list[pd.DataFrame],
+              notes: list[str]) -> pd.Series:
+    """observation_period end (or death) where given, else the latest dated record."""
+    ends = []
+    period = _table(folder, "observation_period", ["person_id"], False)
+    if period is not None:
+        ends.append(_dated(period, "observation_period", "_end"))
+    death = _table(folder, "death", ["person_id"], False)
+    if death is not None:
+        ends.append(_dated(death, "death"))
+    stated = last_seen_hours(pd.concat(ends, ignore_index=True).dropna(subset=["when"]) if ends
+                             else pd.DataFrame(columns=["patient_id", "when"]), patient_ids, infusion)
+    records = last_seen_hours(pd.concat(seen, ignore_index=True).dropna(subset=["when"]) if seen
+                              else pd.DataFrame(columns=["patient_id", "when"]), patient_ids, infusion)
+    notes.append("followup_hours: observation_period end (or death) for "
+                 f"{int(stated.notna().sum())} patient(s), else the latest drug, condition, observation or "
+                 "measurement date (date-only at 00:00); unknown for patients without any")
+    return stated.fillna(records)
 
 
 def _outcomes(folder: Path, patients: pd.DataFrame, infusion: pd.Series, names: pd.Series,
-              notes: list[str]) -> pd.DataFrame:
+              notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None, list[pd.DataFrame]]:
     records = []
+    seen: list[pd.DataFrame] = []
     cond = _table(folder, "condition_occurrence", ["person_id"], False)
     if cond is not None:
         text = _col(cond, "condition_source_value")
@@ -164,6 +209,7 @@ def _outcomes(folder: Path, patients: pd.DataFrame, infusion: pd.Series, names: 
         records.append(pd.DataFrame({"patient_id": c["person_id"].astype(str),
                                      "grade": text[crs].str.extract(r"(?i)grade\s*(\d)")[0],
                                      "start": _when(c, "condition", "_start")}))
+        seen += [_dated(cond, "condition", "_start"), _dated(cond, "condition", "_end")]
     obs = _table(folder, "observation", ["person_id"], False)
     if obs is not None:
         text = _col(obs, "observation_source_value")
@@ -172,15 +218,19 @@ def _outcomes(folder: Path, patients: pd.DataFrame, infusion: pd.Series, names: 
         grade = _col(o, "value_as_number").fillna(_col(o, "value_as_string"))
         records.append(pd.DataFrame({"patient_id": o["person_id"].astype(str), "grade": grade,
                                      "start": _when(o, "observation")}))
+        seen.append(_dated(obs, "observation"))
     if not records:
         notes.append("no condition_occurrence/observation: CRS outcomes absent (a cohort to be scored)")
-        return patients
-    outcomes, n_date = outcomes_from(pd.concat(records, ignore_index=True), patients["patient_id"], infusion)
+        return patients, None, seen
+    crs = pd.concat(records, ignore_index=True)
+    outcomes, n_date = outcomes_from(crs, patients["patient_id"], infusion)
     if n_date:
         notes.append(f"{n_date} CRS record time(s) had a date only: placed at 00:00 of that day")
     out = patients.merge(outcomes, on="patient_id", how="left")
     out["grading"] = "unknown"
-    return out
+    grades, note = grade_course(crs, infusion)
+    notes.append(f"condition_occurrence/observation: {note}")
+    return out, grades, seen
 
 
 def _raw_measurement(m: pd.DataFrame, offset: int, infusion: pd.Series, codes: pd.Series) -> pd.DataFrame:

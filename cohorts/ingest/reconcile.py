@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from cohorts.ingest.harmonise import QUARANTINE_COLUMNS, REASONS, empty_quarantine
-from cohorts.registry import core_analytes
-from cohorts.schema import LAB_COLUMNS
+from cohorts.registry import core_analytes, default_turnaround_hours
+from cohorts.schema import LAB_COLUMNS, result_time_counts
 
 DUPLICATE_RULE = ("rows with the same patient, analyte and hours_since_infusion: the first in input "
                   "order is kept; the others are quarantined as `duplicate` (same value) or "
@@ -66,6 +66,46 @@ def no_baseline(labs: pd.DataFrame, patients: pd.Series) -> dict[str, int]:
     first = core.groupby(["analyte", "patient_id"], observed=True, sort=False)["hours_since_infusion"].min()
     late = (first > 0).groupby(level=0, observed=True).sum()
     return {code: int(late[code]) for code in core_analytes() if code in late.index}
+
+
+def extend_followup(patients: pd.DataFrame, labs: pd.DataFrame) -> pd.DataFrame:
+    """followup_hours raised to each patient's last lab draw (a follow-up read from record dates)."""
+    last = labs.groupby("patient_id", observed=True, sort=False)["hours_since_infusion"].max()
+    drawn = patients["patient_id"].map(last).to_numpy(dtype="float64", na_value=np.nan)
+    stated = (patients["followup_hours"].to_numpy(dtype="float64", na_value=np.nan) if "followup_hours" in patients
+              else np.full(len(patients), np.nan))
+    return patients.assign(followup_hours=np.fmax(stated, drawn))
+
+
+def result_time_report(labs: pd.DataFrame, notes: list[str]) -> dict[str, Any]:
+    """Per analyte: rows without a result time and how many the registry's default turnaround will
+    place later than the draw (featurize.assume_turnaround_hours can override it per analyte)."""
+    counts = result_time_counts(labs, default_turnaround_hours())
+    delayed = {a: c["assumed_later_than_draw"] for a, c in counts.items() if c["assumed_later_than_draw"]}
+    if delayed:
+        notes.append("rows without a result time are assumed available at draw + the analyte's "
+                     "default_turnaround_hours (data/reference/analytes.csv; override per analyte in params.yaml "
+                     "featurize.assume_turnaround_hours): "
+                     + ", ".join(f"{a} {n} row(s) +{counts[a]['turnaround_hours']:g} h" for a, n in delayed.items()))
+    return counts
+
+
+def outcome_report(patients: pd.DataFrame, notes: list[str]) -> dict[str, int]:
+    """Outcome and follow-up completeness; a warning for grade >= 3 without an onset time."""
+
+    def col(name: str) -> pd.Series:
+        return (pd.to_numeric(patients[name], errors="coerce") if name in patients
+                else pd.Series(np.nan, index=patients.index))
+
+    grade, onset, followup = col("crs_max_grade"), col("severe_onset_hours"), col("followup_hours")
+    no_onset = int(((grade >= 3) & onset.isna()).sum())
+    if no_onset:
+        notes.append(f"WARNING: {no_onset} patient(s) reached grade >= 3 with no onset time (severe_onset_hours): "
+                     "their labels are unknown at every landmark (never 0) and they are left out of training "
+                     "and evaluation")
+    return {"patients": int(len(patients)), "outcome_recorded": int(grade.notna().sum()),
+            "severe": int((grade >= 3).sum()), "severe_without_onset_time": no_onset,
+            "followup_known": int(followup.notna().sum()), "followup_unknown": int(followup.isna().sum())}
 
 
 def canonical_lab_table(labs: pd.DataFrame) -> pd.DataFrame:

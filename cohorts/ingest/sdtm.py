@@ -1,12 +1,17 @@
 """CDISC SDTM: a folder of datasets as SAS transport (.xpt) or CSV, one file per domain.
 
-DM (required): USUBJID, AGE, SEX [, ARM/ACTARM, RFXSTDTC]
+DM (required): USUBJID, AGE, SEX [, ARM/ACTARM, RFXSTDTC, RFPENDTC, DTHDTC]
 LB (required): USUBJID, LBTESTCD or LBTEST, a result (LBSTRESN/LBSTRESC with LBSTRESU, else
     LBORRES with LBORRESU), a time (LBDTC with a clock time, or LBDY with LBELTM) [, LBSEQ, VISIT]
-EX (for day 0): USUBJID, EXTRT, EXSTDTC. Day 0 = first CAR-T/bispecific administration.
+EX (for day 0): USUBJID, EXTRT, EXSTDTC. Day 0 = first CAR-T/bispecific administration. Without EX,
+    day 0 is unknown: only LB rows timed by LBDY+LBELTM are used, the rest are quarantined.
 AE (outcomes, optional): USUBJID, AEDECOD or AETERM 'Cytokine release syndrome', AETOXGR, AESTDTC.
-CM (treatments, optional): USUBJID, CMTRT or CMDECOD, CMSTDTC [, CMDOSE, CMDOSU].
+CM (treatments, optional): USUBJID, CMTRT or CMDECOD, CMSTDTC [, CMDOSE, CMDOSU]. Without CM the
+    treatments are unknown (no events table: treatment features are NaN, never "not given").
+DS, SV (optional): only their dates, for follow-up.
 Standardised results (LBSTRES*) are used where present, else the original ones (LBORRES*).
+followup_hours = the latest of DM RFPENDTC/DTHDTC, DS DSSTDTC, SV SVSTDTC/SVENDTC, AE AESTDTC/AEENDTC
+and the LB draws, whichever exist (clinical.py states the date rules).
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ import numpy as np
 import pandas as pd
 
 from cohorts.errors import CohortError
-from cohorts.ingest.clinical import CRS_PATTERN, events_from, infusion_from, outcomes_from
+from cohorts.ingest.clinical import (
+    CRS_PATTERN,
+    events_from,
+    grade_course,
+    infusion_from,
+    last_seen_hours,
+    outcomes_from,
+)
 from cohorts.ingest.source import Source
 from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
 from cohorts.ingest.tables import text_column as _col
@@ -28,7 +40,8 @@ from cohorts.ingest.vocab import map_analytes
 TEXT = {c: "string" for c in ("USUBJID", "LBTESTCD", "LBTEST", "LBORRES", "LBORRESU", "LBSTRESC",
                                "LBSTRESU", "LBDTC", "LBELTM", "EXTRT", "EXSTDTC", "AEDECOD", "AETERM",
                                "AETOXGR", "AESTDTC", "CMTRT", "CMDECOD", "CMSTDTC", "CMDOSU", "SEX",
-                               "ARM", "ACTARM", "RFXSTDTC", "VISIT")}
+                               "ARM", "ACTARM", "RFXSTDTC", "VISIT", "RFPENDTC", "DTHDTC", "DSSTDTC",
+                               "SVSTDTC", "SVENDTC", "AEENDTC")}
 
 
 def _upper(path: Path) -> dict[str, str]:
@@ -73,32 +86,50 @@ def open_sdtm(folder: Path, chunk_rows: int) -> Source:
             infusion = infusion[infusion.notna()]
     else:
         notes.append("no EX dataset: day 0 unknown, so only LB rows timed by LBDY+LBELTM can be used")
-    patients["therapy"] = patients["patient_id"].map(therapy).fillna("other").to_numpy()
+    patients["therapy"] = patients["patient_id"].map(therapy).astype(object).fillna("other").to_numpy()
     patients["disease"] = (dm["DISEASE"].astype(str).to_numpy() if "DISEASE" in dm else "unknown")
     cm, _ = _domain(folder, "cm", ["USUBJID", "CMSTDTC"], False)
+    events = None
     if cm is not None:
         drug_records.append(pd.DataFrame({"patient_id": cm["USUBJID"].astype(str),
                                           "name": _col(cm, "CMDECOD").fillna(_col(cm, "CMTRT")),
                                           "start": cm["CMSTDTC"], "dose": _col(cm, "CMDOSE"),
                                           "dose_unit": _col(cm, "CMDOSU")}))
-    events = None
-    if drug_records:
         events, n_date = events_from(pd.concat(drug_records, ignore_index=True), infusion)
         if n_date:
             notes.append(f"{n_date} treatment time(s) had a date only: placed at 23:59 of that day")
+    else:
+        notes.append("no CM dataset: treatments (tocilizumab, corticosteroids, ...) unknown, so no events table "
+                     "is written and treatment features are unknown (NaN), not 'not given'")
     ae, ae_path = _domain(folder, "ae", ["USUBJID", "AETOXGR", "AESTDTC"], False)
+    grades = None
+    seen = []  # (patient_id, date text) of every dated record: follow-up
     if ae is not None:
         term = _col(ae, "AEDECOD").fillna(_col(ae, "AETERM"))
         crs = ae[term.str.contains(CRS_PATTERN, case=False, regex=True, na=False).to_numpy()]
-        outcomes, n_date = outcomes_from(pd.DataFrame({"patient_id": crs["USUBJID"].astype(str),
-                                                       "grade": crs["AETOXGR"], "start": crs["AESTDTC"]}),
-                                         patients["patient_id"], infusion)
+        records = pd.DataFrame({"patient_id": crs["USUBJID"].astype(str), "grade": crs["AETOXGR"],
+                                "start": crs["AESTDTC"]})
+        outcomes, n_date = outcomes_from(records, patients["patient_id"], infusion)
         patients = patients.merge(outcomes, on="patient_id", how="left")
         patients["grading"] = "unknown"
         if n_date:
             notes.append(f"{n_date} CRS onset(s) had a date only (AESTDTC): placed at 00:00 of that day")
+        grades, note = grade_course(records, infusion)
+        notes.append(f"AE: {note}")
+        seen += [(ae["USUBJID"], _col(ae, "AESTDTC")), (ae["USUBJID"], _col(ae, "AEENDTC"))]
     else:
         notes.append("no AE dataset: CRS outcomes absent (a cohort to be scored, not trained on)")
+    seen += [(dm["USUBJID"], _col(dm, "RFPENDTC")), (dm["USUBJID"], _col(dm, "DTHDTC"))]
+    for name, cols in (("ds", ["DSSTDTC"]), ("sv", ["SVSTDTC", "SVENDTC"])):
+        frame, _ = _domain(folder, name, ["USUBJID"], False)
+        if frame is not None:
+            seen += [(frame["USUBJID"], _col(frame, c)) for c in cols]
+    dated = pd.concat([pd.DataFrame({"patient_id": pid.astype(str).to_numpy(), "when": when.to_numpy()})
+                       for pid, when in seen], ignore_index=True)
+    dated = dated[dated["when"].notna()]
+    patients["followup_hours"] = last_seen_hours(dated, patients["patient_id"], infusion).to_numpy()
+    notes.append("followup_hours: the latest of DM RFPENDTC/DTHDTC, DS, SV and AE dates (date-only at 00:00) "
+                 "and LB draws; unknown for patients without any")
     lb_path = find_table(folder, "lb")
     cols = _upper(lb_path)
     names = list(cols.values())
@@ -119,7 +150,8 @@ def open_sdtm(folder: Path, chunk_rows: int) -> Source:
             offset += len(chunk)
 
     provenance = {"synthetic": False, "source": "sdtm", "path": str(folder), "patients_file": str(dm_path)}
-    return Source(patients, events, str(lb_path), chunks, provenance, notes)
+    return Source(patients, events, str(lb_path), chunks, provenance, notes, grades=grades,
+                  followup_from_records=True)
 
 
 def _raw_lb(lb: pd.DataFrame, offset: int, infusion: pd.Series) -> pd.DataFrame:

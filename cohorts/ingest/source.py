@@ -22,3 +22,5 @@ class Source:
     notes: list[str] = field(default_factory=list)   # warnings for validation.json
     units_canonical: bool = False               # a canonical cohort folder: units are the registry's
     passthrough: list[Path] = field(default_factory=list)  # other canonical tables, copied unchanged
+    grades: pd.DataFrame | None = None          # canonical grade course (patient_id, hours_since_infusion, grade)
+    followup_from_records: bool = False         # followup_hours is a last-record date: raise it to the last lab draw

@@ -49,10 +49,20 @@ def parse_datetimes(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return ts, problem
 
 
+def infusion_of(patient_ids: pd.Series, infusion: pd.Series) -> pd.Series:
+    """Each row's infusion datetime (NaT where unknown), whatever `infusion` holds (empty included:
+    pandas cannot map through an empty datetime Series)."""
+    if not len(infusion):
+        return pd.Series(pd.NaT, index=patient_ids.index, dtype="datetime64[ns]")
+    if not infusion.index.is_unique:
+        infusion = infusion[~infusion.index.duplicated()]
+    ref = infusion.astype("datetime64[ns]").reindex(pd.Index(patient_ids.astype(str).to_numpy()))
+    return pd.Series(ref.to_numpy(), index=patient_ids.index, dtype="datetime64[ns]")
+
+
 def hours_from(ts: pd.Series, patient_ids: pd.Series, infusion: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Hours between each time and its patient's infusion (`infusion`: patient_id -> datetime)."""
-    ref = patient_ids.map(infusion) if len(infusion) else pd.Series(pd.NaT, index=ts.index)
-    ref = pd.to_datetime(ref).astype("datetime64[ns]")
+    ref = infusion_of(patient_ids, infusion)
     hours = (ts - ref) / HOUR
     problem = pd.Series(np.where(ref.isna() & ts.notna(), "no_infusion_time", ""), index=ts.index, dtype=object)
     return hours.astype("float64"), problem
