@@ -139,6 +139,27 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
     return counts
 
 
+def folder_result_time_counts(folder: Path | str, turnaround: dict[str, float],
+                              batch_rows: int = 2_000_000) -> dict[str, dict[str, float]]:
+    """`cohorts.schema.result_time_counts` over a cohort folder's labs.parquet, streamed in batches
+    of two columns (analyte, resulted_hours): rows per analyte without a result time, whose
+    availability the feature build assumed (draw + `turnaround`)."""
+    import pyarrow.parquet as pq
+
+    from cohorts.schema import result_time_counts
+
+    pf = pq.ParquetFile(Path(folder) / "labs.parquet")
+    columns = [c for c in ("analyte", "resulted_hours") if c in pf.schema_arrow.names]
+    total: dict[str, dict[str, float]] = {}
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        for code, c in result_time_counts(batch.to_pandas(), turnaround).items():
+            t = total.setdefault(code, {"rows": 0, "without_result_time": 0, "turnaround_hours": c["turnaround_hours"],
+                                        "assumed_later_than_draw": 0})
+            for key in ("rows", "without_result_time", "assumed_later_than_draw"):
+                t[key] += c[key]
+    return dict(sorted(total.items()))
+
+
 def labs_row_count(folder: Path | str) -> int:
     """Rows in labs.parquet, from the file footer (no data read)."""
     import pyarrow.parquet as pq

@@ -23,6 +23,7 @@ from models.baselines import (
     single_value_logistic,
 )
 from models.calibration import apply_calibration, fit_calibration
+from models.evaluate import treatment_naive
 from models.folds import patient_folds
 from models.metrics import threshold_for_sensitivity
 from models.tuning import fit_tuned, predict_margin
@@ -88,6 +89,7 @@ def outer_cross_validation(rows: pd.DataFrame, features: KineticFeatures, cfg: T
     for col in ("therapy", "disease"):
         out[col] = rows[col].astype(str) if col in rows else ""
     out["fold"] = folds
+    out["treatment_naive"] = treatment_naive(rows)  # no tocilizumab/steroid by L (reported apart)
     names = ["margin", "probability", "threshold", "p_single_value_lr", "p_absolute_xgb", "m_easix", "easix",
              "p_prevalence"]
     for name in names:

@@ -32,6 +32,26 @@ MODELS: dict[str, tuple[str, str, bool]] = {
 }
 PRIMARY = "probability"
 COMPARATORS = ["p_single_value_lr", "p_absolute_xgb", "m_easix", "easix"]
+# Predictions are made under usual care: treatments given on clinical grounds before L are predictors.
+# The treatment-naive rows (neither of these given at or before L) are also reported on their own.
+NAIVE_OF = ("tocilizumab", "corticosteroids")
+NAIVE_DEFINITION = ("rows with no tocilizumab and no corticosteroid recorded at or before the landmark "
+                    "(rows whose treatments were not recorded are not counted as naive)")
+
+
+def treatment_naive(matrix: pd.DataFrame) -> np.ndarray:
+    """Per landmark row: known to have had neither tocilizumab nor a corticosteroid at or before L.
+
+    Unknown treatment (no events table: NaN) is not naive. A treatment the feature set does not
+    read (e.g. removed from featurize.event_types) is unknown too, so no row is naive.
+    """
+    naive = np.ones(len(matrix), dtype=bool)
+    for event in NAIVE_OF:
+        col = f"{event}__given"
+        if col not in matrix:
+            return np.zeros(len(matrix), dtype=bool)
+        naive &= pd.to_numeric(matrix[col], errors="coerce").to_numpy("float64") == 0
+    return naive
 
 
 def _present(frame: pd.DataFrame) -> list[str]:
@@ -111,6 +131,18 @@ def evaluate_predictions(oof: pd.DataFrame, n_boot: int, seed: int, min_subgroup
         metrics["by_landmark"][f"{landmark:g}h"] = block_metrics(frame, n_boot, seed)
     metrics["subgroups"] = {c: subgroup_metrics(oof, c, n_boot, seed, min_subgroup_events)
                             for c in ("therapy", "disease") if c in oof}
+    if "treatment_naive" in oof:
+        naive = oof[oof["treatment_naive"].to_numpy(dtype=bool)]
+        block: dict[str, Any] = {"definition": NAIVE_DEFINITION, "n_rows": int(len(naive)),
+                                 "share_of_rows": float(len(naive) / len(oof)) if len(oof) else float("nan")}
+        y = naive["label"].to_numpy()
+        if len(naive) and 0 < y.sum() < len(y):
+            block["pooled"] = block_metrics(naive, n_boot, seed)
+            block["by_landmark"] = {f"{landmark:g}h": block_metrics(frame, n_boot, seed)
+                                    for landmark, frame in naive.groupby("landmark_hours")}
+        else:
+            block["not_estimable"] = "needs treatment-naive rows with and without the outcome"
+        metrics["treatment_naive"] = block
     metrics["models"] = {MODELS[c][0]: MODELS[c][1] for c in _present(oof)}
     return metrics
 

@@ -48,8 +48,53 @@ def performance_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+COUNT_COLUMNS = [("rows", "rows"), ("already_severe", "already severe"), ("not_observed", "not observed at L"),
+                 ("eligible", "eligible"), ("labelled", "labelled"), ("events", "events"),
+                 ("unknown_censored", "unknown: censored"), ("unknown_onset", "unknown: onset time"),
+                 ("unknown_outcome", "unknown: no outcome")]
+
+
+def label_count_table(counts: dict[str, dict[str, int]]) -> str:
+    """Per landmark and pooled: who was eligible, labelled, and why the others were not."""
+    rows = ["| landmark | " + " | ".join(label for _, label in COUNT_COLUMNS) + " |",
+            "|---" * (len(COUNT_COLUMNS) + 1) + "|"]
+    for name, block in counts.items():
+        rows.append(f"| {name} | " + " | ".join(str(int(block.get(key, 0))) for key, _ in COUNT_COLUMNS) + " |")
+    return "\n".join(rows)
+
+
+def result_time_lines(result_times: dict[str, dict[str, float]]) -> str:
+    """One line per analyte: rows without a result time and the turnaround assumed for them."""
+    lines = []
+    for code, c in result_times.items():
+        hours = float(c["turnaround_hours"])
+        rule = (f"assumed available {hours:g} h after the draw" if hours > 0
+                else "assumed available at the draw (a same-day lab)")
+        lines.append(f"- {code}: {int(c['without_result_time'])} of {int(c['rows'])} rows had no result time; "
+                     f"{rule}.")
+    return "\n".join(lines)
+
+
+def _treatment_naive_text(metrics: dict[str, Any]) -> str:
+    block = metrics.get("treatment_naive")
+    if not block:
+        return ""
+    text = (f" Treatment-naive rows ({block['definition']}): {block['n_rows']} held-out rows "
+            f"({block['share_of_rows']:.0%})")
+    if "pooled" in block:
+        naive = block["pooled"]
+        return (text + f", {naive['n_events']} with the outcome; AUROC {_ci(naive, 'xgb_kinetics.auroc')}, "
+                f"calibration slope {_ci(naive, 'xgb_kinetics.calibration_slope')} (metrics.json treatment_naive).")
+    return text + "; too few to estimate performance."
+
+
 def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], provenance: dict[str, Any],
-                      matrix: pd.DataFrame, feature_names: list[str], train_meta: dict[str, Any]) -> str:
+                      matrix: pd.DataFrame, feature_names: list[str], train_meta: dict[str, Any],
+                      result_times: dict[str, dict[str, float]] | None = None) -> str:
+    """`result_times`: per analyte the rows without a result time and the turnaround assumed for
+    them (cohorts.schema.result_time_counts with the model's turnaround map)."""
+    from features.landmarks import landmark_counts
+
     f, t = params["featurize"], params["train"]
     pooled = metrics["pooled"]
     synthetic = bool(provenance.get("synthetic"))
@@ -79,25 +124,49 @@ def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], proven
             est = g.get("suppressed") or (f"AUROC {g['auroc']:.3f} (95% CI {g['auroc_ci_low']:.3f}–{g['auroc_ci_high']:.3f}),"
                                           f" observed {g['observed_rate']:.3f} vs mean predicted {g['mean_predicted']:.3f}")
             subgroup_lines.append(f"| {column} | {value} | {g['n_patients']} | {g['n_events']} | {est} |")
+    counts = (metrics.get("landmark_rows") or
+              (landmark_counts(matrix) if "outcome_status" in matrix else None))
+    count_text = ("\n\n" + label_count_table(counts)) if counts else ""
+    pooled_counts = (counts or {}).get("pooled", {})
+    unknown = sum(int(pooled_counts.get(k, 0)) for k in ("unknown_censored", "unknown_onset", "unknown_outcome"))
+    timing_text = ("\n\nResult times: a lab row without one is never taken as known at its draw: it counts from "
+                   "the draw plus the analyte's assumed turnaround (data/reference/analytes.csv "
+                   "default_turnaround_hours, params featurize.assume_turnaround_hours).\n"
+                   + result_time_lines(result_times)) if result_times else ""
+    scale = "ASTCT 2019 scale in the simulated cohort" if synthetic else "on the cohort's grading scale"
     sections = {
         "Intended use": "Research and methods development: ranking patients by risk of severe (grade ≥3) cytokine "
                         "release syndrome after CAR T-cell or bispecific therapy, at fixed landmark times, from "
                         "serial blood biomarkers. Not a medical device; not for treatment decisions.",
         "Source of data": source,
-        "Eligibility": f"Patient × landmark rows at landmarks {f['landmarks_hours']} hours after infusion; a row "
-                       "is eligible when grade ≥3 CRS has not been reached by the landmark.",
+        "Eligibility": f"Patient × landmark rows at landmarks {f['landmarks_hours']} hours after infusion. A row "
+                       "is eligible when grade ≥3 CRS is not known by the landmark and the patient was still "
+                       "observed at it (followup_hours ≥ L; where follow-up is unknown, the patient's last record "
+                       "is a lower bound and nothing later is assumed). For ASTCT-graded patients grade ≥3 is "
+                       "known from the earlier of the graded onset and the first vasopressor (ASTCT 2019: "
+                       "hypotension that needs a vasopressor is grade 3)." + count_text,
         "Treatments received": "Therapies in the cohort: "
                                + ", ".join(sorted(matrix["therapy"].dropna().astype(str).unique()))
-                               + ". Tocilizumab, corticosteroids and vasopressors given before a landmark are "
-                                 "predictors (tocilizumab raises serum IL-6).",
-        "Outcome": f"Grade ≥3 CRS (ASTCT 2019 scale in the simulated cohort) first reached within "
-                   f"{f['horizon_hours']} hours after the landmark: (L, L + {f['horizon_hours']} h].",
+                               + ". Treatments given at or before a landmark ("
+                               + ", ".join(f.get("event_types", [])) + ") are predictors (tocilizumab raises "
+                                 "serum IL-6). Vasopressors are not: under ASTCT they are the outcome itself. "
+                                 "Predictions are made under usual care (treatment given on clinical grounds) "
+                                 "and are not the risk without treatment." + _treatment_naive_text(metrics),
+        "Outcome": f"Grade ≥3 CRS ({scale}) first reached within {f['horizon_hours']} hours after the landmark: "
+                   f"(L, L + {f['horizon_hours']} h]. The label is 0 only when the patient was observed to "
+                   f"L + {f['horizon_hours']} h without it; otherwise it is unknown (follow-up ended first, or "
+                   "grade ≥3 was recorded without an onset time) and the row is left out of training and "
+                   "evaluation, counted under Eligibility.",
         "Predictors and their timing": f"{len(feature_names)} features, using only results drawn and resulted "
                                        "at or before the landmark: per analyte baseline, latest value, fold change "
                                        "vs baseline, serial ratios, slopes, time since rise, counts; clinical "
-                                       "covariates; treatments before the landmark. Analytes: " + ", ".join(analytes) + ".",
-        "Sample size and events": f"{pooled['n_patients']} patients, {pooled['n_rows']} eligible landmark rows, "
-                                  f"{pooled['n_events']} rows with the outcome (prevalence {pooled['prevalence']:.3f}).",
+                                       "covariates; treatments before the landmark; the highest CRS grade recorded "
+                                       "by the landmark where the cohort records a grade course. Analytes: "
+                                       + ", ".join(analytes) + "." + timing_text,
+        "Sample size and events": f"{pooled['n_patients']} patients, {pooled['n_rows']} eligible landmark rows with "
+                                  f"a known outcome, {pooled['n_events']} rows with the outcome (prevalence "
+                                  f"{pooled['prevalence']:.3f})"
+                                  + (f"; {unknown} eligible rows with an unknown outcome left out." if counts else "."),
         "Missing data": "Absent analytes stay missing (XGBoost routes them natively) with explicit indicators; no "
                         "value is imputed for the primary model.\n" + "\n".join(missing_lines),
         "Model and tuning": f"XGBoost (hist), {t['n_folds']} outer patient-grouped stratified folds; hyperparameters "
@@ -119,7 +188,10 @@ def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], proven
                         "published summaries; performance on real cohorts is unknown and expected to be lower "
                         "(external validation typically loses about 10 points). " if synthetic else "")
                        + "Grading scales differ between trials; send-out cytokines are often unavailable at the "
-                         "landmark; internal validation only unless run with `crs evaluate --model --cohort`.",
+                         "landmark, and where a cohort gives no result times the assumed turnaround may be too "
+                         "short or too long for a site; rows with an unknown outcome are left out, which biases "
+                         "the estimates if follow-up ends for reasons related to risk; internal validation only "
+                         "unless run with `crs evaluate --model --cohort`.",
     }
     body = [f"# Model card: severe CRS (grade ≥3) risk — {'SYNTHETIC data' if synthetic else 'real cohort'}", ""]
     for heading in HEADINGS:

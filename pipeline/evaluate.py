@@ -28,6 +28,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 def evaluate() -> dict[str, Any]:
     import pandas as pd
 
+    from features.chunks import folder_result_time_counts
+    from features.landmarks import landmark_counts
+    from features.transformer import KineticFeatures
     from models.evaluate import evaluate_predictions
     from models.model_card import render_model_card
     from models.plots import write_curves
@@ -39,15 +42,21 @@ def evaluate() -> dict[str, Any]:
     metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
     prov = cohort_provenance(root, p)
     metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
+    model_dir = path_of(root, p, "model")
+    features = json.loads((model_dir / "features.json").read_text())
+    matrix = pd.read_parquet(path_of(root, p, "features"))
+    # every landmark row: eligible, labelled, and the unknown ones left out (censored, onset unknown)
+    metrics["landmark_rows"] = landmark_counts(matrix)
+    # lab rows whose availability the feature build assumed (no result time), with the model's rule
+    metrics["result_times"] = folder_result_time_counts(path_of(root, p, "cohort"),
+                                                        KineticFeatures.from_dict(features).turnaround_map())
     label = "SYNTHETIC cohort" if prov.get("synthetic") else "held-out patients"
     write_curves(oof, metrics, path_of(root, p, "plots"), label, e["decision_thresholds"])
     path_of(root, p, "metrics").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    model_dir = path_of(root, p, "model")
     meta = json.loads((model_dir / "meta.json").read_text())
-    matrix = pd.read_parquet(path_of(root, p, "features"))
-    features = json.loads((model_dir / "features.json").read_text())
     card = render_model_card(params=p, metrics=metrics, provenance=prov, matrix=matrix,
-                             feature_names=features["feature_names"], train_meta=meta)
+                             feature_names=features["feature_names"], train_meta=meta,
+                             result_times=metrics["result_times"])
     path_of(root, p, "model_card").write_text(card)
     return metrics
 

@@ -56,8 +56,9 @@ def input_example(cohort, pseudonymise: bool, n_patients: int = 2):
 
     first = cohort.patients["patient_id"].head(n_patients).tolist()
     pick = cohort.labs["patient_id"].isin(first)
+    events = cohort.events  # None: treatments not recorded in this cohort
     example = to_model_input(cohort.labs[pick], cohort.patients[cohort.patients["patient_id"].isin(first)],
-                             cohort.events[cohort.events["patient_id"].isin(first)])
+                             events[events["patient_id"].isin(first)] if events is not None else None)
     if not pseudonymise:
         return example
     mapping = {pid: f"EXAMPLE-{i + 1}" for i, pid in enumerate(first)}

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from models.evaluate import decision_curve, evaluate_predictions
+from models.evaluate import decision_curve, evaluate_predictions, treatment_naive
 from models.model_card import HEADINGS, render_model_card
 
 
@@ -66,3 +66,42 @@ def test_model_card_has_every_heading_and_no_placeholder():
     for placeholder in ("TODO", "TBD", "nan", "None", "{", "?"):
         assert placeholder not in card, placeholder
     assert "SYNTHETIC" in card
+
+
+def test_treatment_naive_rows_are_reported_apart():
+    oof = _oof()
+    oof["treatment_naive"] = np.arange(len(oof)) % 2 == 0
+    metrics = evaluate_predictions(oof, n_boot=20, seed=1, min_subgroup_events=5)
+    naive = metrics["treatment_naive"]
+    assert naive["n_rows"] == len(oof) // 2 and naive["pooled"]["n_rows"] == len(oof) // 2
+    assert set(naive["by_landmark"]) == {"24h", "48h", "72h"} and "xgb_kinetics.auroc" in naive["pooled"]
+    matrix = pd.DataFrame({"tocilizumab__given": [0.0, 1.0, 0.0, np.nan], "corticosteroids__given": [0.0, 0.0, 1.0, 0.0]})
+    assert treatment_naive(matrix).tolist() == [True, False, False, False]  # unknown is not naive
+    assert not treatment_naive(matrix.drop(columns="corticosteroids__given")).any()
+
+
+def test_model_card_states_counts_result_times_and_usual_care():
+    oof = _oof().assign(treatment_naive=True)
+    metrics = evaluate_predictions(oof, n_boot=20, seed=1, min_subgroup_events=5)
+    params = {"featurize": {"landmarks_hours": "24,48", "horizon_hours": 72, "analytes": ["IL6"],
+                            "event_types": ["tocilizumab", "corticosteroids"]},
+              "train": {"n_folds": 3}, "evaluate": {"n_bootstrap": 20}}
+    matrix = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "landmark_hours": [24.0, 48.0, 24.0, 48.0],
+                           "eligible": [True, True, True, False], "label": [0.0, np.nan, np.nan, np.nan],
+                           "outcome_status": ["no_event", "censored", "onset_unknown", "not_observed"],
+                           "therapy": "axi-cel", "IL6__n_draws": 1.0, "IL6__has_baseline": 1.0})
+    result_times = {"IL6": {"rows": 10, "without_result_time": 4, "turnaround_hours": 72.0,
+                            "assumed_later_than_draw": 4},
+                    "CRP": {"rows": 5, "without_result_time": 5, "turnaround_hours": 0.0,
+                            "assumed_later_than_draw": 0}}
+    card = render_model_card(params=params, metrics=metrics, provenance={"synthetic": False, "path": "x"},
+                             matrix=matrix, feature_names=["a"], train_meta={"n_rounds": 10, "chosen_params": {}},
+                             result_times=result_times)
+    assert "| 24h | 2 | 0 | 0 | 2 | 1 | 0 | 0 | 1 | 0 |" in card
+    assert "| 48h | 2 | 0 | 1 | 1 | 0 | 0 | 1 | 0 | 0 |" in card
+    assert "IL6: 4 of 10 rows had no result time; assumed available 72 h after the draw" in card
+    assert "CRP: 5 of 5 rows had no result time; assumed available at the draw" in card
+    assert "usual care" in card and "not the risk without treatment" in card and "Treatment-naive rows" in card
+    assert "Vasopressors are not" in card and "2 eligible rows with an unknown outcome left out" in card
+    for placeholder in ("TODO", "TBD", "nan", "None", "{", "?"):
+        assert placeholder not in card, placeholder
