@@ -69,6 +69,10 @@ class FeatureSpec:
     # listed take `default_turnaround_hours` from the analyte registry; after construction every
     # code of the spec is listed (the effective map, sorted by code).
     turnaround_hours: tuple[tuple[str, float], ...] = ()
+    # `current_grade` (highest CRS grade recorded by L, from the optional grades table). Off by default
+    # until the serving input (models/model_input.py) carries grades: a model trained with it would
+    # otherwise see NaN at serving (training/serving skew).
+    current_grade: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.baseline_window_hours
@@ -109,7 +113,8 @@ class FeatureSpec:
         return [f"{e}__{f}" for e in self.event_types for f in EVENT_FEATURES]
 
     def feature_names(self) -> list[str]:
-        return [*self.analyte_columns(), *self.cross_columns(), *self.event_columns(), *GRADE_FEATURES]
+        return [*self.analyte_columns(), *self.cross_columns(), *self.event_columns(),
+                *(GRADE_FEATURES if self.current_grade else [])]
 
 
 def effective_turnaround(codes: Sequence[str], overrides: dict[str, float] | None = None) -> tuple[tuple[str, float], ...]:
@@ -524,10 +529,11 @@ def features_for_chunk(labs: SortedLabs, events: SortedEvents | None, first: int
         else:
             ev = event_block(events, events.rows_of_patients(first, stop), first, n, landmark_hours)
             parts.append(ev.reshape(-1, n))
-    if grades is None:
-        parts.append(np.full((len(GRADE_FEATURES), n), np.nan))
-    else:
-        parts.append(grade_block(grades, grades.rows_of_patients(first, stop), first, n, landmark_hours))
+    if spec.current_grade:
+        if grades is None:
+            parts.append(np.full((len(GRADE_FEATURES), n), np.nan))
+        else:
+            parts.append(grade_block(grades, grades.rows_of_patients(first, stop), first, n, landmark_hours))
     return np.concatenate(parts, axis=0)
 
 

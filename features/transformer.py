@@ -51,7 +51,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                  covariate_analytes: tuple[str, ...] = DEFAULT_COVARIATE_ANALYTES,
                  event_types: tuple[str, ...] = EVENT_TYPES,
                  chunk_patients: int = 10_000,
-                 assume_turnaround_hours: dict[str, float] | None = None) -> None:
+                 assume_turnaround_hours: dict[str, float] | None = None,
+                 current_grade: bool = False) -> None:
         self.analytes = analytes
         self.baseline_window_hours = baseline_window_hours
         self.horizon_hours = horizon_hours
@@ -66,6 +67,7 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
         # per-analyte override of the registry's default_turnaround_hours (hours from draw to result
         # assumed for lab rows without a result time); fitted as `turnaround_hours_` and shipped
         self.assume_turnaround_hours = assume_turnaround_hours
+        self.current_grade = current_grade  # feature from the grades table (see FeatureSpec)
 
     # params.yaml `featurize` key -> constructor argument (the one mapping from configuration)
     PARAM_KEYS = {"analytes": "analytes", "baseline_window_hours": "baseline_window_hours",
@@ -73,7 +75,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                   "numeric_covariates": "numeric_covariates", "trailing_window_hours": "trailing_window_hours",
                   "rise_fold": "rise_fold", "cross_analyte_pairs": "cross_analyte_pairs",
                   "covariate_analytes": "covariate_analytes", "event_types": "event_types",
-                  "chunk_patients": "chunk_patients", "assume_turnaround_hours": "assume_turnaround_hours"}
+                  "chunk_patients": "chunk_patients", "assume_turnaround_hours": "assume_turnaround_hours",
+                  "current_grade": "current_grade"}
 
     @classmethod
     def from_params(cls, featurize: dict[str, Any]) -> KineticFeatures:
@@ -94,6 +97,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                 value = tuple(float(x) for x in value)
             elif arg == "assume_turnaround_hours":
                 value = {str(k): float(v) for k, v in (value or {}).items()} or None
+            elif arg == "current_grade":
+                value = bool(value)
             else:
                 value = tuple(str(x) for x in value)
             kwargs[arg] = value
@@ -109,7 +114,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                            cross_analyte_pairs=tuple((str(a), str(b)) for a, b in self.cross_analyte_pairs),
                            covariate_analytes=tuple(self.covariate_analytes),
                            event_types=tuple(self.event_types),
-                           turnaround_hours=tuple(self.turnaround_map().items()))
+                           turnaround_hours=tuple(self.turnaround_map().items()),
+                           current_grade=bool(self.current_grade))
 
     def turnaround_map(self) -> dict[str, float]:
         """Hours from draw to result assumed per analyte for rows without a result time: the fitted
@@ -139,7 +145,7 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                                trailing_window_hours=spec.trailing_window_hours, rise_fold=spec.rise_fold,
                                cross_analyte_pairs=spec.cross_analyte_pairs,
                                covariate_analytes=spec.covariate_analytes, event_types=spec.event_types,
-                               turnaround_hours=spec.turnaround_hours)
+                               turnaround_hours=spec.turnaround_hours, current_grade=spec.current_grade)
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> KineticFeatures:
         X = self._check_frame(X)
@@ -207,6 +213,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                 kwargs[k] = float(p[k])
         if "chunk_patients" in p:
             kwargs["chunk_patients"] = int(p["chunk_patients"])
+        if "current_grade" in p:
+            kwargs["current_grade"] = bool(p["current_grade"])
         if p.get("assume_turnaround_hours"):
             kwargs["assume_turnaround_hours"] = {str(k): float(v) for k, v in p["assume_turnaround_hours"].items()}
         obj = cls(**kwargs)

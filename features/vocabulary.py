@@ -45,5 +45,6 @@ def readable_name(feature: str) -> str:
     if "=" in feature:
         col, value = feature.split("=", 1)
         return f"{col.replace('_', ' ')}: {value}"
-    return {"landmark_hours": "hours since infusion (landmark)", "age_years": "age (years)"}.get(
+    return {"landmark_hours": "hours since infusion (landmark)", "age_years": "age (years)",
+            "current_grade": "highest CRS grade recorded so far"}.get(
         feature, feature.replace("_", " "))

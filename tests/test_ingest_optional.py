@@ -103,7 +103,7 @@ def _survives(fmt: str, folder: Path) -> None:
         write_ingested(result, out)
         assert_reconciles(Path(out))
         cohort = read_cohort(out)
-    matrix = KineticFeatures().build(cohort.labs, cohort.patients, [24.0, 48.0], events=cohort.events,
+    matrix = KineticFeatures(current_grade=True).build(cohort.labs, cohort.patients, [24.0, 48.0], events=cohort.events,
                                      grades=cohort.grades)
     assert len(matrix) == 2 * len(cohort.patients)
     counts = landmark_counts(matrix)

@@ -310,8 +310,9 @@ def test_feature_spec_rejects_nonsense_and_names_are_stable():
     spec = FeatureSpec(analytes=("CRP",), cross_analyte_pairs=(("CRP", "IL6"),))
     assert spec.cross_columns() == []  # IL-6 not featurized: no pair
     names = FeatureSpec().feature_names()
-    assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 4 * 3 + 4 + 4 * 4 + 1
-    assert "vasopressors" not in FeatureSpec().event_types and names[-1] == "current_grade"
+    assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 4 * 3 + 4 + 4 * 4
+    assert "vasopressors" not in FeatureSpec().event_types
+    assert FeatureSpec(current_grade=True).feature_names() == [*names, "current_grade"]
 
 
 def test_featurize_stage_events_file_absent_means_unknown(tmp_path, small_cohort):
@@ -364,6 +365,9 @@ def test_turnaround_map_is_fitted_state_and_travels_in_json():
     assert set(KineticFeatures.from_dict(old).turnaround_map().values()) == {0.0}
     with pytest.raises(ValueError, match="unknown analyte"):
         KineticFeatures(assume_turnaround_hours={"IL-6": 0}).spec()
+    from_params = KineticFeatures.from_params({"assume_turnaround_hours": {"IL6": 0}, "current_grade": True})
+    assert from_params.turnaround_map()["IL6"] == 0.0 and from_params.spec().current_grade
+    assert KineticFeatures.from_params({"assume_turnaround_hours": {}}).assume_turnaround_hours is None
     with pytest.raises(ValueError, match=">= 0"):
         KineticFeatures(assume_turnaround_hours={"IL6": -1}).spec()
 
@@ -409,7 +413,8 @@ def test_current_grade_is_the_highest_recorded_by_the_landmark():
     labs = lab_rows("A", "CRP", [(-5, 5)])
     grades = _grades([("A", 10, 1), ("A", 30, 2), ("A", 45, 1), ("A", 60, 3), ("B", 50, 2)])
     pats = PATIENTS_ASTCT
-    kf = KineticFeatures()
+    assert "current_grade" not in KineticFeatures().build(labs, pats, [48.0], grades=grades)  # off by default
+    kf = KineticFeatures(current_grade=True)
     m = kf.build(labs, pats, [24.0, 48.0, 72.0], grades=grades).set_index(["patient_id", "landmark_hours"])
     assert m.loc[("A", 24.0), "current_grade"] == 1 and m.loc[("A", 48.0), "current_grade"] == 2
     assert m.loc[("B", 24.0), "current_grade"] == 0 and m.loc[("B", 72.0), "current_grade"] == 2

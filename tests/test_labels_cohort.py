@@ -63,7 +63,7 @@ EXPECTED = {  # (patient, landmark) -> outcome_status, label
 
 def test_each_case_gets_its_eligibility_label_and_count():
     c = _hand_cohort()
-    m = KineticFeatures().build(c.labs, c.patients, LANDMARKS, events=c.events, grades=c.grades)
+    m = KineticFeatures(current_grade=True).build(c.labs, c.patients, LANDMARKS, events=c.events, grades=c.grades)
     rows = m.set_index(["patient_id", "landmark_hours"])
     for key, (status, label) in EXPECTED.items():
         assert rows.loc[key, "outcome_status"] == status, key
