@@ -35,8 +35,8 @@ COMPARATORS = ["p_single_value_lr", "p_absolute_xgb", "m_easix", "easix"]
 # Predictions are made under usual care: treatments given on clinical grounds before L are predictors.
 # The treatment-naive rows (neither of these given at or before L) are also reported on their own.
 NAIVE_OF = ("tocilizumab", "corticosteroids")
-NAIVE_DEFINITION = ("rows with no tocilizumab and no corticosteroid recorded at or before the landmark "
-                    "(rows whose treatments were not recorded are not counted as naive)")
+NAIVE_DEFINITION = ("no tocilizumab and no corticosteroid recorded at or before the landmark; rows whose "
+                    "treatments were not recorded do not count as naive")
 
 
 def treatment_naive(matrix: pd.DataFrame) -> np.ndarray:

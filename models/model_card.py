@@ -160,9 +160,10 @@ def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], proven
         "Predictors and their timing": f"{len(feature_names)} features, using only results drawn and resulted "
                                        "at or before the landmark: per analyte baseline, latest value, fold change "
                                        "vs baseline, serial ratios, slopes, time since rise, counts; clinical "
-                                       "covariates; treatments before the landmark; the highest CRS grade recorded "
-                                       "by the landmark where the cohort records a grade course. Analytes: "
-                                       + ", ".join(analytes) + "." + timing_text,
+                                       "covariates; treatments before the landmark"
+                                       + ("; the highest CRS grade recorded by the landmark (grade course)"
+                                          if "current_grade" in feature_names else "")
+                                       + ". Analytes: " + ", ".join(analytes) + "." + timing_text,
         "Sample size and events": f"{pooled['n_patients']} patients, {pooled['n_rows']} eligible landmark rows with "
                                   f"a known outcome, {pooled['n_events']} rows with the outcome (prevalence "
                                   f"{pooled['prevalence']:.3f})"
