@@ -1,7 +1,13 @@
 """Per-row drivers of a prediction: the top-k TreeSHAP contributions, as sentences a clinician reads.
 
 Contributions are XGBoost's own TreeSHAP (`pred_contribs`) on the margin, i.e. log-odds of
-grade >=3 CRS before calibration: for each row they add up, with the bias, to the margin.
+grade >=3 CRS before calibration: for each row they add up, with the bias, to the margin. They
+stay on that scale in the `driver_i_contribution` columns (for machines). The sentences carry no
+log-odds: the measured fact in the analyte's unit or as a multiple of the patient's own reference
+value, then "raises risk" / "lowers risk" by so many percentage points of the calibrated
+probability (:func:`percentage_points`), e.g. "IL-6 39× its pre-infusion value: raises risk by
+8.2 percentage points". A driver compares this patient with the average training patient, so a
+rise can "lower risk" when typical patients at that time had larger rises.
 Selection is vectorised (one argpartition over the contribution matrix); Python only formats
 the final strings of the rows that get drivers.
 
@@ -21,8 +27,6 @@ import pandas as pd
 from features.vocabulary import readable_name
 
 TOP_K = 3
-# log2 fold-change features: the text also gives the plain multiple (×39 vs baseline)
-_FOLD_KINDS = {"log2_fc": "vs baseline", "max_log2_fc": "vs baseline at peak"}
 _VALUE_KINDS = ("baseline", "latest", "max_since_infusion")  # values in the analyte's canonical unit
 
 
@@ -102,8 +106,23 @@ def _number(v: float) -> str:
 
 
 def _multiple(log2_value: float) -> str:
+    """A log2 ratio as a plain multiple: 5.3 → '39×', 1.2 → '2.3×', -1 → '0.50×', -4 → '1/16 of'."""
     m = 2.0 ** log2_value
-    return f"{m:,.0f}" if m >= 10 else f"{m:.1f}" if m >= 1 else f"1/{1 / m:,.0f}" if m < 0.1 else f"{m:.2f}"
+    if m >= 10:
+        return f"{m:,.0f}×"
+    if m >= 1:
+        return f"{m:.1f}×"
+    if m >= 0.1:
+        return f"{m:.2f}×"
+    return f"1/{1 / m:,.0f} of"
+
+
+def _hours(h: float) -> str:
+    return f"{h:.0f} h" if abs(h) >= 1 else f"{h * 60:.0f} min"
+
+
+def _pretty_unit(unit: str) -> str:
+    return {"10^9/L": "×10⁹/L"}.get(unit, unit)
 
 
 def unit_of(feature: str) -> str:
@@ -120,25 +139,163 @@ def unit_of(feature: str) -> str:
         return ""
 
 
-def describe(feature: str, label: str, value: float, contribution: float, unit: str = "") -> str:
-    """'IL-6 fold change vs baseline (log2) = 5.3 (×39 vs baseline): raises risk (+0.42 log-odds)'."""
+def percentage_points(margin: np.ndarray, contribution: np.ndarray, calibration: dict) -> np.ndarray:
+    """What one driver does to this row's probability, in percentage points.
+
+    Defined as 100 × (P(m) − P(m − c)): the row's calibrated probability at its margin m (log-odds,
+    before calibration) minus the calibrated probability with this one contribution c taken out,
+    every other contribution kept. Positive = the feature raises the risk. The points of several
+    drivers do not add up exactly to the probability (the calibration is not linear).
+    """
+    from models.calibration import apply_calibration
+
+    m = np.asarray(margin, dtype="float64")
+    c = np.asarray(contribution, dtype="float64")
+    return 100.0 * (apply_calibration(m, calibration) - apply_calibration(m - c, calibration))
+
+
+def _analyte(code: str) -> str:
+    from cohorts.registry import analyte_label
+
+    try:
+        return analyte_label(code)
+    except Exception:  # no registry at hand: the code is still a name
+        return code
+
+
+def _flag(value: float, yes: str, no: str) -> str:
+    return yes if value >= 0.5 else no
+
+
+def _phrase(feature: str, label: str, value: float, unit: str, context: dict) -> str:
+    """The measured fact behind a driver, in words, without the effect ('IL-6 39× its pre-infusion value')."""
+    if "=" in feature and "__" not in feature:  # one-hot category: 'therapy=axi-cel'
+        column, level = feature.split("=", 1)
+        column = column.replace("_", " ")
+        return f"{column} {level}" if value == 1 else f"{column} other than {level}"
+    if "__" not in feature:
+        if feature == "landmark_hours":
+            return f"{_hours(value)} since infusion" if np.isfinite(value) else "time since infusion unknown"
+        if feature == "age_years":
+            return f"age {value:.0f}" if np.isfinite(value) else "age not recorded"
+        return f"{label} {_number(value)}" if np.isfinite(value) else f"{label} not recorded"
+    code, kind = feature.split("__", 1)
+    a = _analyte(code)
+    ref = context.get("reference", {}).get(code, "its pre-infusion value")
+    unit = f" {_pretty_unit(unit)}" if unit else ""
+    k = context.get("rise_fold", 4)
+    k = f"{k:g}"
+    if kind in ("given", "doses", "hours_since_first_dose", "hours_since_last_dose"):  # treatments (events)
+        if not np.isfinite(value):
+            return f"{code} not recorded"
+        return {"given": _flag(value, f"{code} given", f"{code} not given"),
+                "doses": f"{code} {value:.0f} dose{'s' if value != 1 else ''}",
+                "hours_since_first_dose": f"{code} first given {_hours(value)} ago",
+                "hours_since_last_dose": f"{code} last given {_hours(value)} ago"}[kind]
+    if kind.startswith("log2_fc_minus_"):
+        other = _analyte(kind.removeprefix("log2_fc_minus_"))
+        if not np.isfinite(value):
+            return f"{a} rise vs {other} rise not available yet"
+        return f"{a} rise {_multiple(value)} the {other} rise"
+    if kind.startswith("rise_lag_vs_"):
+        other = _analyte(kind.removeprefix("rise_lag_vs_").removesuffix("_hours"))
+        if not np.isfinite(value):
+            return f"no {k}-fold rise of both {a} and {other} yet"
+        return (f"{a} rose {k}-fold {_hours(abs(value))} {'after' if value >= 0 else 'before'} {other}")
+    flags = {"has_baseline": (f"{a} pre-infusion baseline available", f"no {a} pre-infusion baseline"),
+             "ref_is_fallback": (f"no {a} baseline (first result after infusion used instead)",
+                                 f"{a} compared with its pre-infusion baseline"),
+             "reference_censored": (f"{a} reference value outside the assay range",
+                                    f"{a} reference value within the assay range"),
+             "latest_censored": (f"{a} latest value outside the assay range",
+                                 f"{a} latest value within the assay range"),
+             "any_above_uloq": (f"{a} above the assay's upper limit so far",
+                                f"{a} never above the assay's upper limit so far")}
+    if kind in flags:
+        return _flag(value, *flags[kind]) if np.isfinite(value) else f"{a} reference not available yet"
+    if kind == "n_draws":
+        return f"{a} {value:.0f} result{'s' if value != 1 else ''} so far" if np.isfinite(value) else f"no {a} result"
+    if not np.isfinite(value):
+        return {"latest": f"no {a} result yet", "baseline": f"no {a} pre-infusion value",
+                "max_since_infusion": f"no {a} result since infusion",
+                "hours_since_kfold_rise": f"no {k}-fold {a} rise yet",
+                "hours_since_last": f"no {a} result yet"}.get(kind, f"{a} {FEATURE_WORDS_SHORT.get(kind, kind)} not available yet")
+    if kind == "log2_fc":
+        return f"{a} {_multiple(value)} {ref}"
+    if kind == "max_log2_fc":
+        return f"{a} peak so far {_multiple(value)} {ref}"
+    if kind == "latest":
+        return f"{a} {_number(value)}{unit} (latest)"
+    if kind == "baseline":
+        return f"{a} {_number(value)}{unit} before infusion"
+    if kind == "max_since_infusion":
+        return f"{a} up to {_number(value)}{unit} since infusion"
+    if kind == "serial_log2_ratio_per24h":
+        return f"{a} changing {_multiple(value)} per 24 h between the last two results"
+    if kind == "slope_log2_per24h":
+        window = context.get("trailing_window_hours", 48)
+        return f"{a} trend {_multiple(value)} per 24 h over the last {window:g} h"
+    if kind == "hours_since_last":
+        return f"last {a} result drawn {_hours(value)} ago"
+    if kind == "hours_since_kfold_rise":
+        return f"{a} first rose {k}-fold {_hours(value)} ago"
+    if kind == "auc_log2_fc_days":
+        return f"{a} cumulative rise {value:.1f} (log2 fold change × days)"
+    return f"{label} {_number(value)}{unit}"
+
+
+# short words for the rare kinds without a sentence of their own
+FEATURE_WORDS_SHORT = {"log2_fc": "fold change", "max_log2_fc": "peak fold change",
+                       "serial_log2_ratio_per24h": "day-over-day change", "slope_log2_per24h": "trend",
+                       "auc_log2_fc_days": "cumulative rise"}
+
+
+def _effect(contribution: float, points: float | None) -> str:
+    word = "raises risk" if contribution > 0 else "lowers risk"
+    if points is None or not np.isfinite(points):
+        return word
+    size = abs(points)
+    if size < 0.05:
+        return f"{word} slightly (<0.1 percentage points)"
+    return f"{word} by {size:.1f} percentage point{'s' if f'{size:.1f}' != '1.0' else ''}"
+
+
+def describe(feature: str, label: str, value: float, contribution: float, unit: str = "", *,
+             points: float | None = None, context: dict | None = None) -> str:
+    """'IL-6 39× its pre-infusion value: raises risk by 8.2 percentage points'.
+
+    One colon, no log-odds: the measured fact (with its unit, or as a multiple of the patient's own
+    reference value), then the direction and, given `points` (:func:`percentage_points`), its size.
+    `context`: `reference` {analyte code: 'its pre-infusion value' | 'its first value after
+    infusion'}, `rise_fold` and `trailing_window_hours` of the model's features.
+    """
     if contribution == 0 or not np.isfinite(contribution):
         return ""
-    if "=" in feature and "__" not in feature:  # one-hot category: 'therapy: axi-cel'
-        what = label if value == 1 else f"{label.split(': ', 1)[0]}: not {feature.split('=', 1)[1]}"
-    elif np.isnan(value):
-        what = f"{label}: not measured / not available at this time"
-    else:
-        what = f"{label} = {_number(value)}" + (f" {unit}" if unit else "")
-        kind = feature.split("__", 1)[1] if "__" in feature else ""
-        if kind in _FOLD_KINDS:
-            what += f" (×{_multiple(value)} {_FOLD_KINDS[kind]})"
-    effect = "raises risk" if contribution > 0 else "lowers risk"
-    return f"{what}: {effect} ({contribution:+.2f} log-odds)"
+    what = _phrase(feature, label, float(value), unit, context or {})
+    return f"{what}: {_effect(contribution, points)}"
 
 
-def driver_frame(values: np.ndarray, X: pd.DataFrame, feature_names: Sequence[str], k: int = TOP_K) -> pd.DataFrame:
-    """One row per row of X: driver_i_feature / _contribution / _text (i = 1..k) and top_drivers."""
+def _references(X: pd.DataFrame, codes: set[str]) -> list[dict[str, str]]:
+    """Per row: which reference each analyte's fold changes use (baseline, or the stated fallback)."""
+    out: list[dict[str, str]] = [{} for _ in range(len(X))]
+    for code in codes:
+        col = f"{code}__ref_is_fallback"
+        if col in X:
+            fallback = np.nan_to_num(X[col].to_numpy("float64")) > 0.5
+            for i in np.flatnonzero(fallback):
+                out[i][code] = "its first value after infusion"
+    return out
+
+
+def driver_frame(values: np.ndarray, X: pd.DataFrame, feature_names: Sequence[str], k: int = TOP_K, *,
+                 margin: np.ndarray | None = None, calibration: dict | None = None,
+                 context: dict | None = None) -> pd.DataFrame:
+    """One row per row of X: driver_i_feature / _contribution / _text (i = 1..k) and top_drivers.
+
+    `_contribution` stays on the log-odds scale (for machines); the text gives the effect in
+    percentage points of the probability when the rows' `margin` and the model's `calibration`
+    are given (:func:`percentage_points`), else only its direction.
+    """
     n = len(X)
     idx = top_indices(values, k)
     kk = idx.shape[1]
@@ -147,13 +304,19 @@ def driver_frame(values: np.ndarray, X: pd.DataFrame, feature_names: Sequence[st
     units = np.asarray([unit_of(str(f)) for f in names], dtype=object)
     contrib = np.take_along_axis(values, idx, axis=1) if n else np.empty((0, kk))
     raw = np.take_along_axis(X.to_numpy("float64"), idx, axis=1) if n else np.empty((0, kk))
+    codes = {str(f).split("__", 1)[0] for f in names if "__" in str(f)}
+    refs = _references(X, codes)
+    base = dict(context or {})
     out: dict[str, np.ndarray] = {}
     texts = []
     for j in range(k):
         if j < kk:
             f, c, v = names[idx[:, j]], contrib[:, j], raw[:, j]
-            text = np.array([describe(*row) for row in zip(f, labels[idx[:, j]], v, c, units[idx[:, j]], strict=True)],
-                            dtype=object)
+            pts = (percentage_points(margin, c, calibration) if margin is not None and calibration is not None
+                   else np.full(n, np.nan))
+            text = np.array([describe(fi, li, vi, ci, ui, points=pi, context={**base, "reference": ri})
+                             for fi, li, vi, ci, ui, pi, ri in zip(f, labels[idx[:, j]], v, c, units[idx[:, j]],
+                                                                   pts, refs, strict=True)], dtype=object)
             f = np.where(text == "", "", f).astype(object)
             c = np.where(text == "", np.nan, c)
         else:

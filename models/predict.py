@@ -108,6 +108,12 @@ def row_status(bundle: ModelBundle, matrix: pd.DataFrame, invalid_patients: Iter
                      default="scored").astype(object)
 
 
+def sentence_context(bundle: ModelBundle) -> dict:
+    """What driver sentences need to know of the model's features (k of the k-fold rise, trend window)."""
+    kf = bundle.features
+    return {"rise_fold": float(kf.rise_fold), "trailing_window_hours": float(kf.trailing_window_hours)}
+
+
 def score_matrix(bundle: ModelBundle, matrix: pd.DataFrame, band_edges: list[float], policy,
                  invalid_patients: Iterable[str] | None = None, unknown_time: np.ndarray | None = None,
                  top_k: int = TOP_K) -> pd.DataFrame:
@@ -122,8 +128,10 @@ def score_matrix(bundle: ModelBundle, matrix: pd.DataFrame, band_edges: list[flo
         probability[todo] = bundle.probability(X)
         want = policy.wants(probability[todo])
         if want.any():
-            values, _ = contributions(bundle.booster, X.iloc[np.flatnonzero(want)])
-            explained = driver_frame(values, X.iloc[np.flatnonzero(want)], list(X.columns), top_k)
+            values, bias = contributions(bundle.booster, X.iloc[np.flatnonzero(want)])
+            explained = driver_frame(values, X.iloc[np.flatnonzero(want)], list(X.columns), top_k,
+                                     margin=values.sum(axis=1) + bias, calibration=bundle.calibration,
+                                     context=sentence_context(bundle))
             rows = todo[want]
             for col in explained.columns:  # positional scatter, one array per column
                 target = drivers[col].to_numpy(copy=True)

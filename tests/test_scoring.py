@@ -190,7 +190,8 @@ def test_drivers_are_pred_contribs_and_add_up_to_the_margin(bundle, every_status
     assert (mag[:, 0] >= mag[:, 1]).all() and (mag[:, 1] >= mag[:, 2]).all()
     assert (mag[:, 0] >= np.abs(values).max(axis=1) - 1e-9).all()
     text = rows["driver_1_text"]
-    assert text.str.contains(r"(?:raises|lowers) risk \([+-]\d\.\d\d log-odds\)").all()
+    assert text.str.contains(r"(?:raises|lowers) risk (?:by \d+\.\d percentage points?|slightly)").all()
+    assert not text.str.contains("log-odds").any() and (text.str.count(":") == 1).all()
     assert (rows["top_drivers"] == rows[["driver_1_text", "driver_2_text", "driver_3_text"]]
             .agg("; ".join, axis=1)).all()
     unscored = out[~scored]
@@ -200,12 +201,12 @@ def test_drivers_are_pred_contribs_and_add_up_to_the_margin(bundle, every_status
 def test_driver_sentence_reads_like_a_clinician_would():
     from models.drivers import describe
 
-    text = describe("IL6__log2_fc", "IL-6 fold change vs baseline (log2)", 5.3, 0.4213)
-    assert text == "IL-6 fold change vs baseline (log2) = 5.3 (×39 vs baseline): raises risk (+0.42 log-odds)"
+    text = describe("IL6__log2_fc", "IL-6 fold change vs baseline (log2)", 5.3, 0.4213, points=8.21)
+    assert text == "IL-6 39× its pre-infusion value: raises risk by 8.2 percentage points"
     assert describe("IL6__latest", "IL-6 latest value", 1234.0, -0.1, "pg/mL").startswith(
-        "IL-6 latest value = 1,234 pg/mL: lowers risk")
-    assert "not measured" in describe("ANG2__log2_fc", "Ang-2 fold change", float("nan"), 0.2)
-    assert describe("therapy=axi-cel", "therapy: axi-cel", 0.0, -0.3).startswith("therapy: not axi-cel")
+        "IL-6 1,234 pg/mL (latest): lowers risk")
+    assert "not available" in describe("ANG2__log2_fc", "Ang-2 fold change", float("nan"), 0.2)
+    assert describe("therapy=axi-cel", "therapy: axi-cel", 0.0, -0.3).startswith("therapy other than axi-cel")
 
 
 def test_reasons_policy(bundle, every_status):
