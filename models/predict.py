@@ -10,6 +10,10 @@ Statuses, first match wins:
 - ``invalid_input``: every lab row of the patient was quarantined by ingest (nothing usable);
 - ``no_data_before_landmark``: no result of any analyte the model reads was available at the
   landmark (drawn and resulted by then);
+- ``outside_trained_landmarks`` (``as_of_latest`` only): the patient's time lies outside the
+  landmarks the model was trained on (``bundle.meta["landmarks_hours"]``) by more than the
+  tolerance (params ``score.landmark_tolerance_hours``): the model never saw such a time, so no
+  probability is given;
 - ``no_baseline``: results exist, but none of the model's kinetic analytes (IL-6, IFN-γ, CRP,
   ferritin, Ang-2) has a pre-infusion baseline result available. The model's main signal is the
   rise over each patient's own baseline; rows like this were 0.3% of training rows, so the
@@ -37,7 +41,8 @@ from models.drivers import (
     parse_reasons,
 )
 
-STATUSES = ["scored", "already_severe", "invalid_input", "no_data_before_landmark", "no_baseline"]
+STATUSES = ["scored", "already_severe", "invalid_input", "no_data_before_landmark", "outside_trained_landmarks",
+            "no_baseline"]
 OUTCOME_COLUMNS = ("crs_max_grade", "crs_onset_hours")  # never model input; severe_onset_hours = known status
 BASE_COLUMNS = ["patient_id", "landmark_hours", "status", "probability", "risk_band"]
 
@@ -58,11 +63,31 @@ def band_edges_of(bundle: ModelBundle) -> list[float]:
     return list(bundle.meta.get("risk_band_edges") or [0.1, 0.3])
 
 
+def landmark_tolerance(hours: float | None = None) -> float:
+    """Hours a time may lie outside the trained landmarks and still be scored (params
+    ``score.landmark_tolerance_hours``: the project's, or the packaged defaults)."""
+    if hours is not None:
+        return float(hours)
+    from crs_settings import load_params
+
+    return float(load_params()["score"]["landmark_tolerance_hours"])
+
+
+def trained_range(bundle: ModelBundle, tolerance_hours: float | None = None) -> tuple[float, float] | None:
+    """(first, last) time in hours the model may be asked about: its trained landmarks ± the tolerance;
+    None for a model that does not record its landmarks."""
+    hours = bundle.meta.get("landmarks_hours")
+    if not hours:
+        return None
+    tol = landmark_tolerance(tolerance_hours)
+    return min(float(x) for x in hours) - tol, max(float(x) for x in hours) + tol
+
+
 def predict_cohort(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFrame,
                    landmarks: list[float] | None, band_edges: list[float] | None = None,
                    events: pd.DataFrame | None = None, *, reasons: str | None = None,
                    as_of_latest: bool = False, invalid_patients: Iterable[str] | None = None,
-                   top_k: int = TOP_K) -> pd.DataFrame:
+                   top_k: int = TOP_K, landmark_tolerance_hours: float | None = None) -> pd.DataFrame:
     """Every input patient × landmark appears in the output, with a status (see module doc).
 
     `events` (treatments given): None means not recorded, so treatment features are unknown (NaN).
@@ -70,12 +95,18 @@ def predict_cohort(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFra
     `as_of_latest`: score each patient once, at the time their latest result became available
     (landmark_hours = that time; NaN for a patient without any result the model reads).
     `invalid_patients`: ids whose every lab row was quarantined upstream.
+    `landmark_tolerance_hours` (``as_of_latest``): see :func:`trained_range`; default from params.
     """
     band_edges = list(band_edges or band_edges_of(bundle))
     policy = parse_reasons(reasons, band_edges[0])
     serving = patients.drop(columns=[c for c in OUTCOME_COLUMNS if c in patients])
+    outside = None
     if as_of_latest:
         matrix, unknown_time = latest_matrix(bundle, labs, serving, events)
+        span = trained_range(bundle, landmark_tolerance_hours)
+        if span is not None:
+            when = matrix["landmark_hours"].to_numpy("float64")
+            outside = ~unknown_time & ((when < span[0]) | (when > span[1]))
     else:
         if not landmarks:
             from cohorts.errors import CohortError
@@ -83,10 +114,11 @@ def predict_cohort(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFra
             raise CohortError("Give landmarks (hours since infusion) or as_of_latest=True")
         matrix = bundle.features.build(labs, serving, landmarks, events=events)
         unknown_time = np.zeros(len(matrix), dtype=bool)
-    return score_matrix(bundle, matrix, band_edges, policy, invalid_patients, unknown_time, top_k)
+    return score_matrix(bundle, matrix, band_edges, policy, invalid_patients, unknown_time, top_k, outside)
 
 
-def row_status(bundle: ModelBundle, matrix: pd.DataFrame, invalid_patients: Iterable[str] | None = None) -> np.ndarray:
+def row_status(bundle: ModelBundle, matrix: pd.DataFrame, invalid_patients: Iterable[str] | None = None,
+               outside: np.ndarray | None = None) -> np.ndarray:
     """Status per landmark-matrix row (first match wins; see module doc)."""
     kf = bundle.features
     n = len(matrix)
@@ -103,9 +135,10 @@ def row_status(bundle: ModelBundle, matrix: pd.DataFrame, invalid_patients: Iter
     invalid = (matrix["patient_id"].isin(pd.Index(list(invalid_patients))).to_numpy()
                if invalid_patients is not None else np.zeros(n, dtype=bool))
     eligible = matrix["eligible"].to_numpy(dtype=bool)
-    return np.select([~eligible, invalid, draws == 0, ~baseline],
-                     ["already_severe", "invalid_input", "no_data_before_landmark", "no_baseline"],
-                     default="scored").astype(object)
+    outside = np.zeros(n, dtype=bool) if outside is None else np.asarray(outside, dtype=bool)
+    return np.select([~eligible, invalid, draws == 0, outside, ~baseline],
+                     ["already_severe", "invalid_input", "no_data_before_landmark", "outside_trained_landmarks",
+                      "no_baseline"], default="scored").astype(object)
 
 
 def sentence_context(bundle: ModelBundle) -> dict:
@@ -116,9 +149,9 @@ def sentence_context(bundle: ModelBundle) -> dict:
 
 def score_matrix(bundle: ModelBundle, matrix: pd.DataFrame, band_edges: list[float], policy,
                  invalid_patients: Iterable[str] | None = None, unknown_time: np.ndarray | None = None,
-                 top_k: int = TOP_K) -> pd.DataFrame:
+                 top_k: int = TOP_K, outside: np.ndarray | None = None) -> pd.DataFrame:
     """Landmark matrix → output rows (statuses, calibrated probability, risk band, drivers)."""
-    status = row_status(bundle, matrix, invalid_patients)
+    status = row_status(bundle, matrix, invalid_patients, outside)
     n = len(matrix)
     probability = np.full(n, np.nan)
     drivers = empty_drivers(n, top_k)

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     summary = score(args.cohort, args.model, landmarks, args.out, fmt=args.format, as_of_latest=as_of_latest,
                     reasons=args.reasons, chunk_patients=args.chunk_patients)
     print(format_summary(summary) + f"\n{time.time() - started:.1f}s in all, model loading included")
+    for line in summary.get("warnings", []):
+        print(f"crs score: warning: {line}", file=sys.stderr)
     return 0
 
 

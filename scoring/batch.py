@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -284,38 +283,36 @@ def side_file(out: Path, what: str) -> Path:
 
 # ----------------------------------------------------------------------------- the run
 
-class _Progress:
-    """tqdm on a terminal; otherwise one plain log line per chunk."""
+def trained_range_warnings(model: LoadedModel, landmarks: list[float] | None, counts: pd.Series,
+                           tolerance_hours: float | None) -> list[str]:
+    """One line per problem with the prediction times: patients whose latest time lies outside the
+    trained landmarks (`--as-of latest`), or asked landmarks outside them (scored all the same)."""
+    from models.predict import landmark_tolerance, trained_range
 
-    def __init__(self, total: int, enabled: bool | None = None, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.total, self.done, self.t0 = total, 0, time.perf_counter()
-        tty = enabled if enabled is not None else getattr(self.stream, "isatty", lambda: False)()
-        self.bar = None
-        if tty:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="patients", unit_scale=True, file=self.stream, desc="scoring")
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        else:
-            pct = 100.0 * self.done / self.total if self.total else 100.0
-            print(f"crs score: {self.done:,}/{self.total:,} patients ({pct:.0f}%) in "
-                  f"{time.perf_counter() - self.t0:.1f}s", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    span = trained_range(model.bundle, tolerance_hours)
+    if span is None:
+        return []
+    trained = ", ".join(f"{float(x):g}" for x in model.bundle.meta["landmarks_hours"])
+    where = f"the landmarks the model was trained on ({trained} h, ±{landmark_tolerance(tolerance_hours):g} h)"
+    lines = []
+    outside = int(counts.get("outside_trained_landmarks", 0))
+    if outside:
+        lines.append(f"{outside:,} patient{'s' if outside != 1 else ''} at a time outside {where}: status "
+                     "outside_trained_landmarks, no probability")
+    asked = [x for x in landmarks or [] if not span[0] <= x <= span[1]]
+    if asked:
+        lines.append(f"landmark{'s' if len(asked) > 1 else ''} {', '.join(f'{x:g}' for x in asked)} h "
+                     f"outside {where}: scored as asked, but the model never saw such a time")
+    return lines
 
 
 def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmarks: list[float] | None = None,
                  as_of_latest: bool = False, reasons: str | None = None,
                  chunk_patients: int = DEFAULT_CHUNK_PATIENTS, progress: bool | None = None,
-                 log=None, prefetch: bool = True) -> dict[str, Any]:
-    """Score every patient of `source` and write `out` atomically. Returns the run summary."""
+                 log=None, prefetch: bool = True, landmark_tolerance_hours: float | None = None) -> dict[str, Any]:
+    """Score every patient of `source` and write `out` atomically. Returns the run summary
+    (with `warnings`: one line each, e.g. patients outside the trained landmarks)."""
+    from crs_settings.progress import Progress
     from models.drivers import parse_reasons
     from models.predict import band_edges_of
 
@@ -333,13 +330,14 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
              "scored_at": scored_at}
     invalid = source.invalid_patients or None
     writer = _Output(out)
-    bar = _Progress(source.n_patients, progress, log)
+    bar = Progress(source.n_patients, unit="patients", desc="crs score", enabled=progress, stream=log)
     counts = pd.Series(0, index=STATUSES, dtype="int64")
     patients_read = rows = lab_rows = 0
     try:
         for labs, patients, events in prefetched(source.chunks(int(chunk_patients)), prefetch):
             result = predict_cohort(model.bundle, labs, patients, landmarks, events=events, reasons=reasons,
-                                    as_of_latest=as_of_latest, invalid_patients=invalid)
+                                    as_of_latest=as_of_latest, invalid_patients=invalid,
+                                    landmark_tolerance_hours=landmark_tolerance_hours)
             if len(result) != len(patients) * per_patient:
                 raise RuntimeError(f"internal: {len(patients)} patients gave {len(result)} rows, "
                                    f"expected {len(patients) * per_patient}")
@@ -364,7 +362,8 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
                "landmarks": "latest" if as_of_latest else landmarks, "seconds": round(seconds, 2),
                "patients_per_s": round(patients_read / seconds) if seconds > 0 else None,
                "model": {"uri": model.uri, "name": model.name, "version": model.version, "alias": model.alias},
-               "scored_at": scored_at, "out": str(out)}
+               "scored_at": scored_at, "out": str(out),
+               "warnings": trained_range_warnings(model, landmarks, counts, landmark_tolerance_hours)}
     if source.quarantine is not None:
         qpath = side_file(out, "quarantine.parquet")
         source.quarantine.to_parquet(qpath, index=False)
@@ -379,7 +378,7 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
 def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = None,
                  landmarks: list[float] | None = None, as_of_latest: bool = False, reasons: str | None = None,
                  chunk_patients: int = DEFAULT_CHUNK_PATIENTS, progress: bool | None = None,
-                 model: LoadedModel | None = None) -> dict[str, Any]:
+                 model: LoadedModel | None = None, landmark_tolerance_hours: float | None = None) -> dict[str, Any]:
     """`crs score`: load the model once, open the cohort (canonical folder or `fmt`), stream, write."""
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -395,7 +394,8 @@ def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = N
     else:
         source = ingest_source(fmt, Path(cohort))
     return score_source(source, model, out, landmarks=landmarks, as_of_latest=as_of_latest, reasons=reasons,
-                        chunk_patients=chunk_patients, progress=progress)
+                        chunk_patients=chunk_patients, progress=progress,
+                        landmark_tolerance_hours=landmark_tolerance_hours)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -88,7 +88,8 @@ def test_counts_reconcile_with_every_status(tmp_path, model, every_status):
     assert list(out.columns) == [*output_columns(), *MODEL_COLUMNS]
     assert set(out["patient_id"]) == set(every_status.patients["patient_id"])
     assert (out.groupby("patient_id").size() == len(LANDMARKS)).all()
-    assert set(out["status"]) == set(STATUSES), out["status"].value_counts()
+    # every status but outside_trained_landmarks, which only --as-of latest gives
+    assert set(out["status"]) == set(STATUSES) - {"outside_trained_landmarks"}, out["status"].value_counts()
     assert out["status"].value_counts().to_dict() == summary["by_status"]
     s = out.set_index(["patient_id", "landmark_hours"])["status"]
     assert s[("NO-LABS", 24.0)] == "no_data_before_landmark" and s[("ALL-QUARANTINED", 48.0)] == "invalid_input"
@@ -303,19 +304,19 @@ def test_cli_unknown_model_uri_is_exit_2_without_output(tmp_path, monkeypatch, c
 def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise():
     import io
 
-    from scoring.batch import _Progress
+    from crs_settings.progress import Progress
 
     plain = io.StringIO()
-    p = _Progress(20, enabled=False, stream=plain)
+    p = Progress(20, unit="patients", desc="crs score", enabled=False, stream=plain)
     p.update(10)
     p.update(10)
     p.close()
     assert plain.getvalue().count("crs score:") == 2 and "20/20 patients (100%)" in plain.getvalue()
     bar = io.StringIO()
-    p = _Progress(20, enabled=True, stream=bar)
+    p = Progress(20, unit="patients", desc="crs score", enabled=True, stream=bar)
     p.update(20)
     p.close()
-    assert "100%|" in bar.getvalue() and "patients/s" in bar.getvalue() and "crs score:" not in bar.getvalue()
+    assert "100%|" in bar.getvalue() and "patients/s" in bar.getvalue() and "(100%) in" not in bar.getvalue()
 
 
 def test_cli_landmarks_and_as_of_are_exclusive(tmp_path):
@@ -325,3 +326,41 @@ def test_cli_landmarks_and_as_of_are_exclusive(tmp_path):
         main(["score", "--cohort", str(tmp_path), "--landmarks", "24", "--as-of", "latest",
               "--out", str(tmp_path / "s.csv")])
     assert exc.value.code == 2
+
+
+def test_as_of_latest_outside_the_trained_landmarks_gets_a_status_and_one_warning(tmp_path, bundle, every_status):
+    import copy
+
+    from models.predict import trained_range
+
+    trained = copy.copy(bundle)
+    trained.meta = {**bundle.meta, "landmarks_hours": [24.0, 48.0, 72.0]}
+    lo, hi = trained_range(trained, 12.0)
+    assert (lo, hi) == (12.0, 84.0)
+    args = (trained, every_status.labs, every_status.patients, None)
+    out = predict_cohort(*args, events=every_status.events, as_of_latest=True, reasons="all",
+                         landmark_tolerance_hours=12.0)
+    wide = predict_cohort(*args, events=every_status.events, as_of_latest=True, reasons="all",
+                          landmark_tolerance_hours=1000.0)
+    when = out["landmark_hours"]
+    outside = out["status"] == "outside_trained_landmarks"
+    assert outside.sum() > 3
+    assert ((when[outside] < lo) | (when[outside] > hi)).all()
+    assert out.loc[outside, "probability"].isna().all() and (out.loc[outside, "risk_band"] == "").all()
+    assert (out.loc[outside, "top_drivers"] == "").all()
+    # the other statuses come first (already severe, no data), and inside the range nothing changes
+    inside = ~outside & when.between(lo, hi)
+    pd.testing.assert_frame_equal(out[inside], wide[inside])
+    assert (wide["status"] != "outside_trained_landmarks").all()
+    assert (wide.loc[outside, "status"] == "scored").sum() > 0  # they would have been scored
+    # crs score: the summary says it once, with the count
+    model = LoadedModel(trained, "severe-crs", "3", "champion", "models:/severe-crs@champion")
+    summary, frame = _score(tmp_path, model, every_status, as_of_latest=True, landmarks=None,
+                            landmark_tolerance_hours=12.0)
+    n = int((frame["status"] == "outside_trained_landmarks").sum())
+    assert n == summary["by_status"]["outside_trained_landmarks"] > 3
+    assert len(summary["warnings"]) == 1 and summary["warnings"][0].startswith(f"{n:,} patients at a time outside")
+    assert "24, 48, 72 h, ±12 h" in summary["warnings"][0]
+    summary, _ = _score(tmp_path, model, every_status, name="l.parquet", landmarks=[48.0, 200.0])
+    assert summary["warnings"] == ["landmark 200 h outside the landmarks the model was trained on (24, 48, 72 h, "
+                                   "±12 h): scored as asked, but the model never saw such a time"]
