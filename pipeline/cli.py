@@ -22,6 +22,7 @@ VERBS = {
     "explain": "pipeline.explain",
     "register": "pipeline.register",
     "score": "pipeline.score",
+    "report": "pipeline.report",
     "models": "pipeline.models_command",
 }
 

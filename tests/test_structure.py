@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("crs_settings", "cohorts", "features", "models", "scoring", "pipeline")
-LIBRARIES = ("cohorts", "features", "models", "scoring")
+PACKAGES = ("crs_settings", "cohorts", "features", "models", "scoring", "reports", "pipeline")
+LIBRARIES = ("cohorts", "features", "models", "scoring", "reports")
 
 
 def _module_name(path: Path) -> str:
