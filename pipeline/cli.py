@@ -27,6 +27,18 @@ VERBS = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help unless the help already says its default, the default
+    is None (the help then says what happens without it) or the option is a flag or required."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required
+                or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def _parser(verbs: list[str] | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="crs", description=(
         "crs-predict: predict severe (grade >=3) CRS from serial blood biomarkers. "
@@ -35,7 +47,7 @@ def _parser(verbs: list[str] | None = None) -> argparse.ArgumentParser:
     for verb in verbs or VERBS:
         module = importlib.import_module(VERBS[verb])
         p = sub.add_parser(verb, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         module.configure(p)
         p.set_defaults(run=module.run)
     return ap

@@ -15,11 +15,12 @@ HELP = ("held-out metrics, plots and model card (DVC stage); with --model and --
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model URI for external validation, e.g. models:/severe-crs@champion")
+    p.add_argument("--model", default=None, help="model URI for external validation, e.g. models:/severe-crs@champion "
+                                                "(default: none, the held-out DVC evaluation)")
     p.add_argument("--cohort", type=Path, default=None,
-                   help="external cohort: a canonical folder, or an input path with --format")
+                   help="external cohort: a canonical folder, or an input path with --format (default: none)")
     p.add_argument("--format", choices=["long", "sdtm", "omop"], default=None,
-                   help="read --cohort through the ingest readers")
+                   help="read --cohort through the ingest readers (default: --cohort is a canonical folder)")
     p.add_argument("--landmarks", default=None, help="hours since infusion (default: the model's own landmarks)")
     p.add_argument("--out", type=Path, default=Path("external_validation"),
                    help="folder for the external metrics.json, predictions and plots")

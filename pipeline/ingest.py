@@ -14,8 +14,8 @@ HELP = ("read a cohort (long CSV/Parquet, CDISC SDTM, OMOP CDM) into the canonic
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["long", "sdtm", "omop"], default=None,
-                   help="input format (with --input; without both, params.yaml `ingest` decides)")
-    p.add_argument("--input", type=Path, default=None, help="the cohort folder (or file) to read")
+                   help="input format, with --input (default: neither, and params.yaml `ingest` decides)")
+    p.add_argument("--input", type=Path, default=None, help="the cohort folder (or file) to read, with --format (default: params.yaml `ingest`)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the canonical tables")
     p.add_argument("--chunk-rows", type=int, default=None,
                    help="lab rows per streamed chunk (default: the readers' own, 1,000,000)")

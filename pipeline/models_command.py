@@ -13,7 +13,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="list versions; show one (default: the champion); promote a version by hand; "
                         "roll the champion back to the previous one")
     p.add_argument("--name", default=None, help="registered model name (default: params register.model_name)")
-    p.add_argument("--version", default=None, help="version for show / promote")
+    p.add_argument("--version", default=None, help="version for show / promote (default: the alias's version)")
     p.add_argument("--alias", default=None,
                    help="alias for show / promote / rollback (default: params register.champion_alias)")
 

@@ -23,7 +23,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["long", "sdtm", "omop"], default=None,
                    help="read the cohort through the ingest readers (default: a canonical folder)")
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--patient", default=None, help="the patient_id to report on")
+    who.add_argument("--patient", default=None, help="the patient_id to report on (or --all; one of them is required, no default)")
     who.add_argument("--all", action="store_true", help="every patient of the cohort: --out is then a folder "
                      "(one PATIENT.html each and index.html)")
     p.add_argument("--model", default="models:/severe-crs@champion",

@@ -15,14 +15,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", type=Path, required=True,
                    help="folder of canonical tables, or with --format any supported input")
     p.add_argument("--format", choices=["long", "sdtm", "omop"], default=None,
-                   help="read through the ingest readers; quarantined rows go to <out>.quarantine.parquet")
+                   help="read through the ingest readers; quarantined rows go to <out>.quarantine.parquet "
+                        "(default: --cohort is a canonical folder)")
     p.add_argument("--model", default="models:/severe-crs@champion",
                    help="model URI; an alias is resolved to its version once, at the start")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--landmarks", default=None,
                       help="hours since infusion, e.g. 24,48 (default: the landmarks the model was trained on)")
     when.add_argument("--as-of", choices=["latest"], default=None, dest="as_of",
-                      help="score each patient once, at their latest available result (bedside use)")
+                      help="score each patient once, at their latest available result (bedside use; default: at --landmarks)")
     p.add_argument("--out", type=Path, required=True, help="FILE.parquet or FILE.csv (written atomically)")
     p.add_argument("--reasons", default=None,
                    help="whose top-3 drivers to compute: all | none | above:P (default: above the first risk "
