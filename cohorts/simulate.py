@@ -9,7 +9,7 @@ Deterministic for (params, seed). The output is SYNTHETIC and says so in provena
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,10 @@ def provenance(n_patients: int, seed: int, therapy_mix: dict[str, float],
 
 
 def write_simulated_cohort(out: Path | str, n_patients: int, seed: int, therapy_mix: dict[str, float],
-                           chunk_size: int = 20_000, site_mix: dict[str, float] | None = None) -> dict[str, int]:
-    """Stream the simulated cohort to Parquet, one row group per chunk; return row counts."""
+                           chunk_size: int = 20_000, site_mix: dict[str, float] | None = None,
+                           progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Stream the simulated cohort to Parquet, one row group per chunk; return row counts.
+    `progress` (optional) is called with the number of patients of each chunk written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -102,6 +104,8 @@ def write_simulated_cohort(out: Path | str, n_patients: int, seed: int, therapy_
                     writers[name] = pq.ParquetWriter(out / f"{name}.parquet", table.schema)
                 writers[name].write_table(table.cast(writers[name].schema))
                 counts[name] += len(frame)
+            if progress is not None:
+                progress(len(chunk.patients))
     finally:
         for w in writers.values():
             w.close()

@@ -10,7 +10,7 @@ per chunk. Output rows are identical to the in-memory build (tested), in the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +90,15 @@ def _string_id(dataset):
 
 
 def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmarks: list[float],
-                     chunk_patients: int = 50_000, validate: bool = True) -> dict[str, int]:
+                     chunk_patients: int = 50_000, validate: bool = True,
+                     progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Stream the landmark matrix of a cohort folder to one Parquet file, chunk by chunk.
 
     `features` is a KineticFeatures (its `build` makes each chunk, computing in its own smaller
     `chunk_patients` slices). `chunk_patients` here is the read size: Parquet row groups hold
     many patients, so reading fewer, larger chunks decodes each row group about once. Peak
     memory is one read chunk's tables and matrix plus the patients table, whatever the cohort size.
+    `progress` (optional) is called with the number of patients of each chunk written.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -128,6 +130,8 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
                 for key in total:
                     total[key] += c[key]
                 total["turnaround_hours"] = c["turnaround_hours"]
+            if progress is not None:
+                progress(len(patients))
     finally:
         if writer is not None:
             writer.close()

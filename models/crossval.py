@@ -8,6 +8,7 @@ operating threshold is chosen; only then are the outer test patients predicted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +82,10 @@ def _predict_matrix(model: Fitted, X: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     return margin, apply_calibration(margin, model.calibration)
 
 
-def outer_cross_validation(rows: pd.DataFrame, features: KineticFeatures, cfg: TrainConfig) -> pd.DataFrame:
-    """Held-out predictions of every model for every row, with the outer fold and chosen threshold."""
+def outer_cross_validation(rows: pd.DataFrame, features: KineticFeatures, cfg: TrainConfig,
+                           progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Held-out predictions of every model for every row, with the outer fold and chosen threshold.
+    `progress` (optional) is called with 1 after each outer fold."""
     y = rows["label"].to_numpy().astype(int)
     folds = patient_folds(rows["patient_id"], rows["label"], cfg.n_folds, cfg.seed)
     out = rows[["patient_id", "landmark_hours", "label"]].copy()
@@ -113,4 +116,6 @@ def outer_cross_validation(rows: pd.DataFrame, features: KineticFeatures, cfg: T
             out.loc[test, "p_single_value_lr"] = lr.predict_proba(X_test[single].to_numpy())[:, 1]
             absolute = _fit_matrix(fold_features, X_train, rows[train], cfg, absolute_only_columns(list(X_train.columns)))
             out.loc[test, "p_absolute_xgb"] = _predict_matrix(absolute, X_test)[1]
+        if progress is not None:
+            progress(1)
     return out

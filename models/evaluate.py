@@ -4,6 +4,7 @@ decision curves; subgroups with small-count suppression."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -125,12 +126,27 @@ def subgroup_metrics(frame: pd.DataFrame, column: str, n_boot: int, seed: int, m
     return out
 
 
-def evaluate_predictions(oof: pd.DataFrame, n_boot: int, seed: int, min_subgroup_events: int = 10) -> dict[str, Any]:
+def evaluation_steps(oof: pd.DataFrame) -> int:
+    """Blocks :func:`evaluate_predictions` reports progress for: pooled, each landmark, each subgroup
+    column and the treatment-naive rows."""
+    return (1 + int(oof["landmark_hours"].nunique()) + sum(c in oof for c in ("therapy", "disease"))
+            + int("treatment_naive" in oof))
+
+
+def evaluate_predictions(oof: pd.DataFrame, n_boot: int, seed: int, min_subgroup_events: int = 10,
+                         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """`progress` (optional) is called with 1 after each block (see :func:`evaluation_steps`)."""
+    step = progress or (lambda n: None)
     metrics: dict[str, Any] = {"pooled": block_metrics(oof, n_boot, seed), "by_landmark": {}}
+    step(1)
     for landmark, frame in oof.groupby("landmark_hours"):
         metrics["by_landmark"][f"{landmark:g}h"] = block_metrics(frame, n_boot, seed)
-    metrics["subgroups"] = {c: subgroup_metrics(oof, c, n_boot, seed, min_subgroup_events)
-                            for c in ("therapy", "disease") if c in oof}
+        step(1)
+    metrics["subgroups"] = {}
+    for c in ("therapy", "disease"):
+        if c in oof:
+            metrics["subgroups"][c] = subgroup_metrics(oof, c, n_boot, seed, min_subgroup_events)
+            step(1)
     if "treatment_naive" in oof:
         naive = oof[oof["treatment_naive"].to_numpy(dtype=bool)]
         block: dict[str, Any] = {"definition": NAIVE_DEFINITION, "n_rows": int(len(naive)),
@@ -143,6 +159,7 @@ def evaluate_predictions(oof: pd.DataFrame, n_boot: int, seed: int, min_subgroup
         else:
             block["not_estimable"] = "needs treatment-naive rows with and without the outcome"
         metrics["treatment_naive"] = block
+        step(1)
     metrics["models"] = {MODELS[c][0]: MODELS[c][1] for c in _present(oof)}
     return metrics
 

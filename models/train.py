@@ -6,6 +6,8 @@ the final model is then tuned, fitted and calibrated the same way on all trainin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import xgboost as xgb
@@ -31,11 +33,15 @@ def permute_labels(matrix: pd.DataFrame, seed: int) -> pd.DataFrame:
     return matrix.assign(label=rng.permutation(matrix["label"].to_numpy()))
 
 
-def train_model(matrix: pd.DataFrame, features: KineticFeatures, cfg: TrainConfig) -> tuple[ModelBundle, pd.DataFrame]:
-    """Return the final model bundle and held-out predictions (all models) for every eligible row."""
+def train_model(matrix: pd.DataFrame, features: KineticFeatures, cfg: TrainConfig,
+                progress: Callable[[int], None] | None = None) -> tuple[ModelBundle, pd.DataFrame]:
+    """Return the final model bundle and held-out predictions (all models) for every eligible row.
+    `progress` (optional) is called with 1 after each of the cfg.n_folds outer folds and the final fit."""
     rows = training_rows(matrix)
-    oof = outer_cross_validation(rows, features, cfg)
+    oof = outer_cross_validation(rows, features, cfg, progress)
     final = fit_calibrated(rows, features, cfg)
+    if progress is not None:
+        progress(1)
     y = rows["label"].to_numpy().astype(int)
     meta = {"n_rows": int(len(rows)), "n_patients": int(rows["patient_id"].nunique()),
             "n_events": int(y.sum()), "n_folds": int(np.unique(oof["fold"]).size), "seed": cfg.seed,

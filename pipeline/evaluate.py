@@ -40,7 +40,12 @@ def evaluate() -> dict[str, Any]:
     root, p = stage_context("evaluate")
     e = p["evaluate"]
     oof = pd.read_parquet(path_of(root, p, "oof"))
-    metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
+    from crs_settings.progress import Progress
+    from models.evaluate import evaluation_steps
+
+    with Progress(evaluation_steps(oof), unit="blocks", desc="crs evaluate (pooled, landmarks, subgroups)") as bar:
+        metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]),
+                                       progress=bar.update)
     prov = cohort_provenance(root, p)
     metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
     model_dir = path_of(root, p, "model")

@@ -37,8 +37,14 @@ def featurize(cohort_dir: Path, landmarks: list[float] | None, out: Path) -> dic
     f = configuration()["featurize"]
     landmarks = landmarks or parse_landmarks(f["landmarks_hours"])
     # no events.parquet = treatments not recorded: features say "unknown" (NaN), not "not given"
-    return featurize_folder(cohort_dir, out, KineticFeatures.from_params(f), landmarks,
-                            chunk_patients=int(f["read_chunk_patients"]))
+    import pyarrow.parquet as pq
+
+    from crs_settings.progress import Progress
+
+    total = int(pq.ParquetFile(cohort_dir / "patients.parquet").metadata.num_rows)
+    with Progress(total, unit="patients", desc="crs featurize") as bar:
+        return featurize_folder(cohort_dir, out, KineticFeatures.from_params(f), landmarks,
+                                chunk_patients=int(f["read_chunk_patients"]), progress=bar.update)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,7 +47,10 @@ def ingest(fmt: str | None, input_path: Path | None, out: Path, chunk_rows: int 
         else:
             raise CohortError(f"params.yaml ingest.source must be 'simulated' or 'path'; got {source!r}")
     window = tuple(float(x) for x in section["time_window_hours"])
-    result = run_ingest(fmt, input_path, window, chunk_rows or CHUNK_ROWS)
+    from crs_settings.progress import Progress
+
+    with Progress(None, unit="lab rows", desc="crs ingest") as bar:
+        result = run_ingest(fmt, input_path, window, chunk_rows or CHUNK_ROWS, progress=bar.update)
     if root is not None:  # keep outputs free of machine-specific absolute paths inside the project
         result.validation["input"] = relative(result.validation["input"], root)
         result.cohort.provenance["ingest"]["input"] = result.validation["input"]

@@ -25,11 +25,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def simulate(patients: int, seed: int, out: Path, chunk_size: int | None = None) -> dict[str, int]:
     from cohorts.simulate import write_simulated_cohort
+    from crs_settings.progress import Progress
     from pipeline.common import configuration
 
     sim = configuration()["simulate"]
-    return write_simulated_cohort(out, patients, seed, dict(sim["therapy_mix"]),
-                                  int(chunk_size or sim["chunk_size"]), site_mix=dict(sim["site_mix"]))
+    with Progress(patients, unit="patients", desc="crs simulate") as bar:
+        return write_simulated_cohort(out, patients, seed, dict(sim["therapy_mix"]),
+                                      int(chunk_size or sim["chunk_size"]), site_mix=dict(sim["site_mix"]),
+                                      progress=bar.update)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,7 +29,11 @@ def train(features_path: Path | None = None, out_dir: Path | None = None) -> dic
     matrix = pd.read_parquet(features_path or path_of(root, p, "features"))
     if p["train"]["negative_control"]:
         matrix = permute_labels(matrix, int(p["train"]["seed"]))
-    bundle, oof = train_model(matrix, KineticFeatures.from_params(p["featurize"]), TrainConfig.from_params(p["train"]))
+    from crs_settings.progress import Progress
+
+    cfg = TrainConfig.from_params(p["train"])
+    with Progress(int(cfg.n_folds) + 1, unit="fits", desc="crs train (outer folds, then the final model)") as bar:
+        bundle, oof = train_model(matrix, KineticFeatures.from_params(p["featurize"]), cfg, progress=bar.update)
     bundle.meta["risk_band_edges"] = list(p["score"]["risk_band_edges"])
     bundle.meta["landmarks_hours"] = parse_landmarks(p["featurize"]["landmarks_hours"])
     bundle.save(out_dir or path_of(root, p, "model"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ def _open(fmt: str, path: Path, chunk_rows: int) -> Source:
 
 
 def ingest(fmt: str, path: Path | str, window_hours: tuple[float, float] = DEFAULT_WINDOW_HOURS,
-           chunk_rows: int = CHUNK_ROWS) -> IngestResult:
+           chunk_rows: int = CHUNK_ROWS, progress: Callable[[int], None] | None = None) -> IngestResult:
+    """Read, harmonise and check a cohort. `progress` (optional) is called with the number of
+    input lab rows of each chunk read."""
     path = Path(path)
     if not path.exists():
         raise CohortError(f"The input {path} does not exist", file=str(path))
@@ -70,6 +73,8 @@ def ingest(fmt: str, path: Path | str, window_hours: tuple[float, float] = DEFAU
         unit_parts.append(part.labs[["patient_id", "analyte", "unit_key"]].drop_duplicates())
         labs_parts.append(part.labs.drop(columns="unit_key"))
         q_parts.append(part.quarantine)
+        if progress is not None:
+            progress(len(raw))
     if rows_in == 0:
         raise CohortError("The labs table has no data rows", file=source.lab_file)
     labs = pd.concat(labs_parts, ignore_index=True) if labs_parts else pd.DataFrame()
