@@ -142,6 +142,10 @@ def kinetics_png(label: str, unit: str, draws: pd.DataFrame, axis: TimeAxis, *,
         if reference is not None and reference.value > 0:
             lo, hi = min(lo, reference.value), max(hi, reference.value)
         ax.set_ylim(lo / 1.8, hi * 1.8)
+        from matplotlib.ticker import LogLocator
+
+        # few decades: label 1-2-5 steps, so a short log axis still has numbers to read
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if hi / lo < 300 else (1.0,)))
         ax.yaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: plain(y)))
     ax.set_title(f"{label} ({pretty_unit(unit)})" if unit else label, fontsize=10, loc="left", fontweight="bold")
@@ -172,8 +176,8 @@ def risk_png(landmarks: pd.DataFrame, curve: pd.DataFrame, axis: TimeAxis, band_
         if b > a:
             ax.axvspan(a, b, color="#eceff1", zorder=0.5, hatch="///", ec="#cfd8dc", lw=0)
     if hi_t < axis.hi_days:
-        ax.text((hi_t + axis.hi_days) / 2, top * 0.97, "outside the times\nthe model was trained on", fontsize=7,
-                ha="center", va="top", color="#607d8b")
+        ax.text((hi_t + axis.hi_days) / 2, top * 0.03, "outside the times\nthe model was trained on", fontsize=7,
+                ha="center", va="bottom", color="#607d8b")
     _time_decorations(ax, axis, treatments, labels=True)
     if severe_onset_hours is not None and np.isfinite(severe_onset_hours):
         x = severe_onset_hours / 24.0

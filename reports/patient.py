@@ -20,6 +20,7 @@ from reports.charts import (
     Reference,
     TimeAxis,
     kinetics_png,
+    plain,
     pretty_unit,
     risk_png,
     treatment_colour,
@@ -292,13 +293,13 @@ def _kinetics_caption(label: str, unit: str, draws: pd.DataFrame, ref: Reference
     peak = d.loc[d["value"].idxmax()] if n else None
     text = f"{n} result{'s' if n != 1 else ''}"
     if peak is not None:
-        text += f"; highest {peak['value']:,.4g} {unit} at {when(float(peak['hours_since_infusion']))}"
+        text += f"; highest {plain(float(peak['value']))} {unit} at {when(float(peak['hours_since_infusion']))}"
     if relative:
         if ref is None:
             text += "; no reference value"
         else:
             word = "pre-infusion baseline" if ref.kind == "baseline" else "first result after infusion (no baseline)"
-            text += f"; {word} {ref.value:,.4g} {unit}"
+            text += f"; {word} {plain(ref.value)} {unit}"
             if peak is not None and ref.value > 0 and float(peak["hours_since_infusion"]) > ref.hours:
                 text += f" → peak {peak['value'] / ref.value:,.3g}× that value"
     if later:
