@@ -15,15 +15,16 @@ ProgressCallback = Callable[[int], None]
 
 
 class Progress:
-    """tqdm on a terminal; otherwise one plain line per update, at most every `every_seconds`
-    (the first and the last update always print). `total` None = unknown (counts only)."""
+    """tqdm on a terminal; otherwise a plain line at most every `every_seconds` (default 5 s, so a
+    short step prints nothing but its final line) and always when a known `total` is reached.
+    `total` None = unknown (counts only)."""
 
     def __init__(self, total: int | None, *, unit: str = "items", desc: str = "crs", enabled: bool | None = None,
-                 stream=None, every_seconds: float = 0.0) -> None:
+                 stream=None, every_seconds: float = 5.0) -> None:
         self.stream = stream or sys.stderr
         self.total, self.unit, self.desc = total, unit, desc
         self.done, self.t0, self.every = 0, time.perf_counter(), float(every_seconds)
-        self._last = -float("inf")
+        self._last = self.t0
         tty = enabled if enabled is not None else getattr(self.stream, "isatty", lambda: False)()
         self.bar = None
         if tty:

@@ -15,7 +15,7 @@ from crs_settings.progress import Progress
 
 def test_plain_lines_without_a_terminal_and_a_bar_on_one():
     plain = io.StringIO()
-    with Progress(None, unit="lab rows", desc="crs ingest", enabled=False, stream=plain) as bar:
+    with Progress(None, unit="lab rows", desc="crs ingest", enabled=False, stream=plain, every_seconds=0) as bar:
         bar.update(1_000_000)
         bar(500)  # the object itself is a callback
     lines = plain.getvalue().splitlines()
@@ -26,13 +26,17 @@ def test_plain_lines_without_a_terminal_and_a_bar_on_one():
     assert "crs featurize: 100%|" in tty.getvalue()
 
 
-def test_log_lines_can_be_throttled_but_the_last_always_prints():
+def test_log_lines_are_throttled_but_the_last_always_prints():
     plain = io.StringIO()
     bar = Progress(100, unit="patients", desc="x", enabled=False, stream=plain, every_seconds=3600)
     for _ in range(100):
         bar.update(1)
     lines = plain.getvalue().splitlines()
-    assert len(lines) == 2 and "100/100 patients (100%)" in lines[-1]
+    assert lines == [lines[-1]] and "100/100 patients (100%)" in lines[-1]
+    quiet = io.StringIO()  # a short step of unknown size says nothing (default: a line per 5 s at most)
+    bar = Progress(None, unit="lab rows", desc="x", enabled=False, stream=quiet)
+    bar.update(10)
+    assert quiet.getvalue() == ""
 
 
 def test_each_long_library_step_reports_through_its_callback(tmp_path, small_cohort):

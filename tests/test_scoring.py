@@ -307,7 +307,7 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise():
     from crs_settings.progress import Progress
 
     plain = io.StringIO()
-    p = Progress(20, unit="patients", desc="crs score", enabled=False, stream=plain)
+    p = Progress(20, unit="patients", desc="crs score", enabled=False, stream=plain, every_seconds=0)
     p.update(10)
     p.update(10)
     p.close()
