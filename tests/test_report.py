@@ -183,3 +183,19 @@ def test_the_page_renders_in_headless_chromium(tmp_path, model_folder, cohort_fo
     fills = {(253, 236, 234), (255, 244, 224), (232, 245, 233)}
     seen = {tuple(c) for c in np.unique((rgb * 255).round().astype(np.uint8).reshape(-1, 3), axis=0)}
     assert fills <= seen
+
+
+def test_any_supported_format_through_ingest(tmp_path, model_folder, cohort_folder):
+    """--format long: the same page from a long CSV export (read through the ingest readers)."""
+    from cohorts.io import read_cohort
+    from tests.exporters import to_long
+
+    folder, ids = cohort_folder
+    to_long(read_cohort(folder), tmp_path / "long")
+    out = tmp_path / "r.html"
+    assert _cli("--cohort", str(tmp_path / "long"), "--format", "long", "--patient", ids[1],
+                "--model", str(model_folder), "--out", str(out)) == 0
+    page = out.read_text(encoding="utf-8")
+    labs = pd.read_parquet(folder / "labs.parquet")
+    measured = set(labs.loc[labs["patient_id"] == ids[1], "analyte"])
+    assert set(re.findall(r'data-analyte="([^"]+)"', page)) == measured and f"patient {ids[1]}" in page
