@@ -103,14 +103,26 @@ def _model(uri: str):
 
 # ----------------------------------------------------------------------------- scoring one patient
 
-def availability_times(labs, codes) -> list[float]:
-    """Each distinct time (hours) at which a result of an analyte the model reads became available."""
+def with_availability(labs, features):
+    """`labs` plus `available_hours` (when the model counts each result as available: its result time,
+    else draw + the analyte's assumed turnaround) and `availability_assumed` (no result time given)."""
     import numpy as np
 
-    rows = labs[labs["analyte"].isin(list(codes))]
-    t = rows["hours_since_infusion"].to_numpy("float64")
-    res = rows["resulted_hours"].to_numpy("float64") if "resulted_hours" in rows else np.full(len(rows), np.nan)
-    avail = np.fmax(t, res)
+    from features.kinetics import availability_hours
+
+    turnaround = dict(features.spec().turnaround_hours)
+    res = labs["resulted_hours"].to_numpy("float64") if "resulted_hours" in labs else np.full(len(labs), np.nan)
+    avail = availability_hours(labs, turnaround)
+    return labs.assign(available_hours=avail,
+                       availability_assumed=np.isnan(res) & (avail > labs["hours_since_infusion"].to_numpy("float64")))
+
+
+def availability_times(labs, codes) -> list[float]:
+    """Each distinct time (hours) at which a result of an analyte in `codes` became available
+    (`labs` from :func:`with_availability`)."""
+    import numpy as np
+
+    avail = labs.loc[labs["analyte"].isin(list(codes)), "available_hours"].to_numpy("float64")
     return sorted({float(x) for x in avail[np.isfinite(avail)]})
 
 
@@ -149,6 +161,7 @@ def patient_data(model, labs, patient, events, *, synthetic: bool | None, genera
         at_landmarks[f"driver_{i}_points"] = np.where(np.isfinite(c) & np.isfinite(margin),
                                                       percentage_points(np.nan_to_num(margin), np.nan_to_num(c),
                                                                         bundle.calibration), np.nan)
+    labs = with_availability(labs, kf)
     times = [t for t in availability_times(labs, [*kf.analytes, *kf.covariate_analytes]) if lo <= t <= hi]
     curve = (predict_cohort(bundle, labs, patient, sorted(set(times)), events=events, reasons="none")
              if times else at_landmarks.iloc[:0])

@@ -102,7 +102,12 @@ def kinetics_png(label: str, unit: str, draws: pd.DataFrame, axis: TimeAxis, *,
     t = d["hours_since_infusion"].to_numpy("float64") / 24.0
     v = d["value"].to_numpy("float64")
     censor = d["censor"].fillna("").astype(str).to_numpy() if "censor" in d else np.full(len(d), "")
-    res = (d["resulted_hours"].to_numpy("float64") if "resulted_hours" in d else np.full(len(d), np.nan)) / 24.0
+    # when each result became available: `available_hours` (the model's rule, given by the caller) or the
+    # reported result time; `availability_assumed` marks results without a reported time
+    res = (d["available_hours"] if "available_hours" in d else
+           d["resulted_hours"] if "resulted_hours" in d else pd.Series(np.nan, index=d.index)).to_numpy("float64") / 24.0
+    assumed = (d["availability_assumed"].to_numpy(dtype=bool) if "availability_assumed" in d
+               else np.zeros(len(d), dtype=bool))
     shown = v[(t >= axis.lo_days) & (t <= axis.hi_days)]
     # a log axis where the values span a wide range (cytokines, CRP, ferritin), else plain numbers
     log = bool(len(shown)) and bool((shown > 0).all()) and shown.max() / shown.min() > 8
@@ -120,7 +125,9 @@ def kinetics_png(label: str, unit: str, draws: pd.DataFrame, axis: TimeAxis, *,
     if late.any():
         for ti, ri, vi in zip(t[late], res[late], v[late], strict=True):
             ax.plot([ti, ri], [vi, vi], ":", color=RESULT_LATE, lw=1.0, zorder=2)
-        ax.plot(res[late], v[late], "o", mfc="white", mec=RESULT_LATE, ms=5, zorder=3)
+        known = late & ~assumed
+        ax.plot(res[known], v[known], "o", mfc="white", mec=RESULT_LATE, ms=5, zorder=3)
+        ax.plot(res[late & assumed], v[late & assumed], "s", mfc="white", mec=RESULT_LATE, ms=4.5, zorder=3)
     if reference is not None and np.isfinite(reference.value) and reference.value > 0:
         ax.axhline(reference.value, color="#455a64", lw=0.9, ls="--", zorder=1)
         ax.plot([reference.hours / 24.0], [reference.value], "D", color="#ffb300", mec=SERIES, ms=6.5, zorder=4)

@@ -102,12 +102,20 @@ def reference_of(draws: pd.DataFrame, window: tuple[float, float]) -> Reference 
     return None
 
 
+def _available(labs: pd.DataFrame) -> pd.Series:
+    """When each result became available: `available_hours` (the model's rule) or the reported result time."""
+    for col in ("available_hours", "resulted_hours"):
+        if col in labs:
+            return labs[col].astype("float64")
+    return pd.Series(np.nan, index=labs.index)
+
+
 def shown_until(data: PatientData) -> float:
     """The last hour drawn: the end of what the predictions speak about (the last landmark + the
     horizon), or the latest result if earlier; never before the end of the trained range."""
     m = data.model
     hours = data.labs["hours_since_infusion"].to_numpy("float64")
-    res = data.labs["resulted_hours"].to_numpy("float64") if "resulted_hours" in data.labs else np.array([])
+    res = _available(data.labs).to_numpy("float64")
     latest = max([*hours[np.isfinite(hours)], *res[np.isfinite(res)]], default=0.0)
     return max(min(latest, max(m.landmarks_hours) + m.horizon_hours), max(m.landmarks_hours) + m.tolerance_hours)
 
@@ -277,7 +285,8 @@ def _kinetics(data: PatientData, axis: TimeAxis) -> str:
         return '<section><h2>Kinetics</h2><p>No lab results for this patient.</p></section>'
     return ('<section><h2>Kinetics since infusion</h2><p class="help"><b>●</b> result, at the time the sample was '
             'drawn · <b>○</b> when that result became available, where that was later (send-out assays: the model '
-            'uses a result only once it is available) · <b>▼ ▲</b> below / above the assay range · '
+            'uses a result only once it is available) · <b>□</b> no result time was reported: available after the '
+            'analyte\'s assumed turnaround, as the model assumes · <b>▼ ▲</b> below / above the assay range · '
             '<b style="color:#ffb300">◆</b> and dashed line: the pre-infusion baseline (or, without one, the first '
             'result after infusion); the right-hand axis reads the fold change against it · vertical lines: '
             'infusion (black), landmarks (dotted), treatments:</p>'
@@ -391,8 +400,7 @@ def render_patient_report(data: PatientData) -> str:
     risk = risk_png(data.landmarks, data.curve, axis, list(data.model.band_edges), treatments=treatments,
                     status_words=STATUS_WORDS, horizon_hours=data.model.horizon_hours,
                     severe_onset_hours=float(severe) if severe is not None else None)
-    latest = pd.concat([data.labs["hours_since_infusion"],
-                        data.labs.get("resulted_hours", pd.Series(dtype="float64"))]).max()
+    latest = pd.concat([data.labs["hours_since_infusion"], _available(data.labs)]).max()
     synthetic = '<span class="synthetic">SYNTHETIC DATA</span>' if data.synthetic else ""
     as_of = f"latest result available at {when(float(latest))}" if np.isfinite(latest) else "no lab results"
     return f"""<!DOCTYPE html>
