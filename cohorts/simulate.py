@@ -1,20 +1,39 @@
-"""Literature-grounded synthetic cohort simulator: the embedded default data.
+"""Literature-grounded synthetic cohort simulator: the embedded default data (SYNTHETIC, no clinical validity).
 
-Mechanism first: a latent inflammation score drives grade, onset, treatments and the analyte
-kinetics (:mod:`cohorts.sim_course`, :mod:`cohorts.sim_labs`); measurement follows each site's
-panel. Streams patient chunks to Parquet so 1,000,000 patients never sit in memory at once.
-Deterministic for (params, seed). The output is SYNTHETIC and says so in provenance.json.
+Biology first, clinic second, measurement last (:mod:`cohorts.sim_course`, :mod:`cohorts.sim_labs`);
+every assumption is drawn per site world from its range (:mod:`cohorts.sim_world`). Streams patient
+chunks to Parquet so 1,000,000 patients never sit in memory at once.
+
+API (what other code should call)::
+
+    from cohorts.simulate import iter_chunks, write_simulated_cohort, draw_worlds, load_simulator_params
+
+    # the default: a mixture of 8 randomised site worlds drawn from the ranges (world seed = seed)
+    chunks = iter_chunks(5000, seed=1, therapy_mix={"axi-cel": 1.0})
+    # the world where the central claim is false (baseline biologically irrelevant)
+    chunks = iter_chunks(5000, seed=1, therapy_mix=mix, world="additive")
+    # central values only (simulate.randomise: false)
+    chunks = iter_chunks(5000, seed=1, therapy_mix=mix, randomise=False)
+    # ONE fixed site world: draw it once, then any number of cohorts from it
+    w = draw_worlds(1, world_seed=42)                 # or draw_worlds(8, 42)[3:4]; kind="additive" too
+    train = iter_chunks(200, seed=1, therapy_mix=mix, worlds=w, site_mix={"research": 1.0})
+    test = iter_chunks(20_000, seed=2, therapy_mix=mix, worlds=w, site_mix={"research": 1.0})
+
+``worlds`` is an int (world seed), a list of :class:`cohorts.sim_world.World`, or None (world seed =
+``seed``, ``n_worlds`` worlds). A patient is named ``SIM-<seed>-<index>`` and is the same person
+(host factors, course, outcome) whatever the chunk size and whatever the measurement settings
+(site mix, panels, turnaround, missingness): biology and measurement draw from independent
+streams (:mod:`cohorts.sim_random`). Deterministic for (params, seed, worlds).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -22,12 +41,16 @@ from cohorts.errors import CohortError
 from cohorts.io import Cohort
 from cohorts.registry import analyte_registry
 from cohorts.schema import canonical_events
-from cohorts.sim_course import latent_distribution, observed_tables, simulate_course
-from cohorts.sim_labs import simulate_labs
+from cohorts.sim_course import calibration, latent_distribution, observed_tables, simulate_course
+from cohorts.sim_labs import assign_sites, simulate_labs
+from cohorts.sim_random import PatientRandom
+from cohorts.sim_world import WORLD_KINDS, World, draw_worlds
 from crs_settings import reference_dir
 
-__all__ = ["latent_distribution", "load_simulator_params", "iter_chunks", "write_simulated_cohort",
-           "SimulatedChunk"]
+__all__ = ["DEFAULT_N_WORLDS", "SimulatedChunk", "World", "draw_worlds", "iter_chunks", "latent_distribution",
+           "load_simulator_params", "provenance", "resolve_worlds", "write_simulated_cohort"]
+
+DEFAULT_N_WORLDS = 8  # site worlds in the default mixture (params.yaml simulate.n_worlds)
 
 
 def load_simulator_params(path: Path | None = None) -> dict[str, Any]:
@@ -44,59 +67,89 @@ def default_site_mix(sp: dict[str, Any]) -> dict[str, float]:
     return {name: float(site["weight"]) for name, site in sp["sites"].items()}
 
 
+def resolve_worlds(seed: int, world: str = "default", randomise: bool = True,
+                   worlds: int | list[World] | None = None, n_worlds: int | None = None,
+                   sp: dict[str, Any] | None = None) -> list[World]:
+    """The site worlds a cohort is drawn from (see the module docstring for the forms of ``worlds``)."""
+    if world not in WORLD_KINDS:
+        raise CohortError(f"simulate.world must be one of {list(WORLD_KINDS)}; got {world!r}")
+    if isinstance(worlds, list):
+        if not worlds or not all(isinstance(w, World) for w in worlds):
+            raise CohortError("worlds must be a non-empty list of World (from draw_worlds), a world seed, or None")
+        return worlds
+    world_seed = seed if worlds is None else int(worlds)
+    return draw_worlds(n_worlds or DEFAULT_N_WORLDS, world_seed, kind=world, randomise=randomise, sp=sp)
+
+
 def iter_chunks(n_patients: int, seed: int, therapy_mix: dict[str, float], chunk_size: int = 20_000,
-                sp: dict[str, Any] | None = None, site_mix: dict[str, float] | None = None
-                ) -> Iterator[SimulatedChunk]:
-    """Yield the cohort in patient chunks; chunk k is seeded from (seed, k), so output is deterministic."""
+                sp: dict[str, Any] | None = None, site_mix: dict[str, float] | None = None, *,
+                world: str = "default", randomise: bool = True, worlds: int | list[World] | None = None,
+                n_worlds: int | None = None) -> Iterator[SimulatedChunk]:
+    """Yield the cohort in patient chunks; the output does not depend on ``chunk_size``."""
     if n_patients < 0:
         raise CohortError(f"--patients must be >= 0; got {n_patients}")
     if chunk_size < 1:
         raise CohortError(f"chunk size must be >= 1; got {chunk_size}")
+    if seed < 0:
+        raise CohortError(f"--seed must be >= 0; got {seed}")
+    if not therapy_mix or any(v < 0 for v in therapy_mix.values()) or sum(therapy_mix.values()) <= 0:
+        raise CohortError(f"simulate.therapy_mix needs non-negative weights with a positive sum; got {therapy_mix}")
     sp = sp or load_simulator_params()
     site_mix = site_mix or default_site_mix(sp)
     unknown_sites = [s for s in site_mix if s not in sp["sites"]]
     if unknown_sites:
         raise CohortError(f"simulate.site_mix names sites without a panel profile: {unknown_sites}")
+    unknown = [k for k in therapy_mix if k not in sp["therapies"]]
+    if unknown:
+        raise CohortError(f"simulate.therapy_mix names therapies the simulator does not know: {unknown}; "
+                          f"known: {sorted(sp['therapies'])}")
+    world_list = resolve_worlds(seed, world, randomise, worlds, n_worlds, sp)
     limits = analyte_registry()[["lloq", "uloq"]]
+    cal = calibration(list(therapy_mix), world_list)
     n_chunks = max(1, -(-n_patients // chunk_size))
-    seeds = np.random.SeedSequence(seed).spawn(n_chunks)
     lab_offset = 0
     for k in range(n_chunks):
         first = k * chunk_size
         n = max(0, min(chunk_size, n_patients - first))
-        rng = np.random.default_rng(seeds[k])
-        course = simulate_course(rng, n, first, therapy_mix, site_mix, sp)
-        patients, events, grades = observed_tables(course, sp)
-        labs = simulate_labs(rng, course, sp, limits)
+        course = simulate_course(first, n, seed, therapy_mix, world_list, cal)
+        rm = PatientRandom(seed, "measurement", first, n)
+        course["site"] = assign_sites(rm, site_mix)
+        patients, events, grades = observed_tables(course, world_list[0].params)
+        labs = simulate_labs(course, world_list, rm, world_list[0].params, limits)
         labs["source_row"] += lab_offset
         lab_offset += len(labs)
         yield SimulatedChunk(labs=labs, patients=patients, events=canonical_events(events), grades=grades)
 
 
 def provenance(n_patients: int, seed: int, therapy_mix: dict[str, float],
-               site_mix: dict[str, float] | None = None) -> dict[str, Any]:
+               site_mix: dict[str, float] | None = None, world_list: list[World] | None = None,
+               world: str = "default", randomise: bool = True) -> dict[str, Any]:
     sp = load_simulator_params()
+    world_list = world_list or resolve_worlds(seed, world, randomise, sp=sp)
     return {"synthetic": True, "source": "simulated", "simulator_version": sp["version"],
             "seed": seed, "patients": n_patients, "therapy_mix": therapy_mix,
-            "site_mix": site_mix or default_site_mix(sp),
+            "site_mix": site_mix or default_site_mix(sp), "world": world, "randomise": randomise,
+            "worlds": [w.record() for w in world_list],
+            "patient_ids": f"SIM-{seed}-<index>: the same simulated person whatever the measurement settings",
             "notice": "SYNTHETIC cohort from crs-predict's simulator; no clinical validity."}
 
 
 def write_simulated_cohort(out: Path | str, n_patients: int, seed: int, therapy_mix: dict[str, float],
-                           chunk_size: int = 20_000, site_mix: dict[str, float] | None = None,
-                           progress: Callable[[int], None] | None = None) -> dict[str, int]:
-    """Stream the simulated cohort to Parquet, one row group per chunk; return row counts.
-    `progress` (optional) is called with the number of patients of each chunk written."""
+                           chunk_size: int = 20_000, site_mix: dict[str, float] | None = None, *,
+                           world: str = "default", randomise: bool = True,
+                           worlds: int | list[World] | None = None, n_worlds: int | None = None) -> dict[str, int]:
+    """Stream the simulated cohort to Parquet, one row group per chunk; return row counts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    world_list = resolve_worlds(seed, world, randomise, worlds, n_worlds)
     names = ("labs", "patients", "events", "grades")
     writers: dict[str, pq.ParquetWriter] = {}
     counts = dict.fromkeys(names, 0)
     try:
-        for chunk in iter_chunks(n_patients, seed, therapy_mix, chunk_size, site_mix=site_mix):
+        for chunk in iter_chunks(n_patients, seed, therapy_mix, chunk_size, site_mix=site_mix, worlds=world_list):
             for name in names:
                 frame = getattr(chunk, name)
                 table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -104,11 +157,9 @@ def write_simulated_cohort(out: Path | str, n_patients: int, seed: int, therapy_
                     writers[name] = pq.ParquetWriter(out / f"{name}.parquet", table.schema)
                 writers[name].write_table(table.cast(writers[name].schema))
                 counts[name] += len(frame)
-            if progress is not None:
-                progress(len(chunk.patients))
     finally:
         for w in writers.values():
             w.close()
-    prov = provenance(n_patients, seed, therapy_mix, site_mix) | {"rows": counts}
+    prov = provenance(n_patients, seed, therapy_mix, site_mix, world_list, world, randomise) | {"rows": counts}
     (out / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True))
     return counts
