@@ -33,19 +33,59 @@ def landmark_labels(patients: pd.DataFrame, landmark: float, horizon: float = HO
     return pd.DataFrame({"label": event[keep].astype(int)})
 
 
+class _Encoded:
+    """Labs as integer-coded numpy arrays sorted by (patient, analyte, time): one sort for every landmark."""
+
+    def __init__(self, labs: pd.DataFrame, patient_ids: pd.Index) -> None:
+        codes, uniques = pd.factorize(labs["patient_id"].astype(str))
+        pid = pd.Index(uniques).get_indexer(patient_ids)          # patient position -> code
+        code_to_patient = np.full(len(uniques), -1)
+        code_to_patient[pid[pid >= 0]] = np.flatnonzero(pid >= 0)
+        pid = code_to_patient[codes]
+        keep = pid >= 0
+        a_codes, a_uniques = pd.factorize(labs["analyte"].astype(str))
+        self.analytes = np.array(sorted(a_uniques), dtype=object)
+        ana = pd.Index(self.analytes).get_indexer(a_uniques)[a_codes]
+        t = labs["hours_since_infusion"].to_numpy(dtype="float64")
+        res = (labs["resulted_hours"].to_numpy(dtype="float64", na_value=np.nan) if "resulted_hours" in labs
+               else np.full(len(labs), np.nan))
+        v = labs["value"].to_numpy(dtype="float64")
+        pid, ana, t, res, v = pid[keep], ana[keep], t[keep], res[keep], v[keep]
+        # one integer sort key: (patient, analyte, time to 0.01 h); ties keep input order
+        ticks = np.round((np.clip(t, -1e5, 1e5) + 1e5) * 100).astype(np.int64)
+        key = (pid.astype(np.int64) * len(self.analytes) + ana) * np.int64(2 * 10**7 + 1) + ticks
+        order = np.argsort(key, kind="stable")
+        self.pid, self.ana, self.t, self.res, self.v = pid[order], ana[order], t[order], res[order], v[order]
+        self.n_patients = len(patient_ids)
+
+    def last(self, mask: np.ndarray) -> np.ndarray:
+        """patients × analytes: value of the last row (by time) where mask holds; NaN if none."""
+        out = np.full((self.n_patients, len(self.analytes)), np.nan)
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            key = self.pid[idx] * len(self.analytes) + self.ana[idx]
+            last = idx[np.r_[key[1:] != key[:-1], True]]
+            out[self.pid[last], self.ana[last]] = self.v[last]
+        return out
+
+    def at(self, landmark: float, baseline_window: tuple[float, float] = BASELINE_WINDOW) -> dict[str, np.ndarray]:
+        seen = (self.t <= landmark) & (np.isnan(self.res) | (self.res <= landmark))
+        latest = self.last(seen)
+        baseline = self.last(seen & (self.t >= baseline_window[0]) & (self.t < baseline_window[1]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fold = np.log2(latest / baseline)
+        return {"latest": latest, "baseline": baseline, "log_fold": fold}
+
+
 def available_values(labs: pd.DataFrame, landmark: float,
                      baseline_window: tuple[float, float] = BASELINE_WINDOW) -> pd.DataFrame:
     """Per patient × analyte: the latest value available at L and the pre-infusion baseline available at L."""
-    t = labs["hours_since_infusion"]
-    res = labs["resulted_hours"] if "resulted_hours" in labs else pd.Series(np.nan, index=labs.index)
-    seen = labs[(t <= landmark) & (res.isna() | (res <= landmark))].sort_values("hours_since_infusion", kind="mergesort")
-    keys = ["patient_id", "analyte"]
-    latest = seen.groupby(keys, observed=True)["value"].last().rename("latest")
-    pre = seen[(seen["hours_since_infusion"] >= baseline_window[0]) & (seen["hours_since_infusion"] < baseline_window[1])]
-    base = pre.groupby(keys, observed=True)["value"].last().rename("baseline")
-    out = pd.concat([latest, base], axis=1)
-    out["log_fold"] = np.log2(out["latest"] / out["baseline"])
-    return out.reset_index()
+    ids = pd.Index(pd.unique(labs["patient_id"].astype(str)))
+    enc = _Encoded(labs, ids)
+    vals = enc.at(landmark, baseline_window)
+    p, a = np.nonzero(np.isfinite(vals["latest"]) | np.isfinite(vals["baseline"]))
+    return pd.DataFrame({"patient_id": ids[p], "analyte": enc.analytes[a], "latest": vals["latest"][p, a],
+                         "baseline": vals["baseline"][p, a], "log_fold": vals["log_fold"][p, a]})
 
 
 def auroc(y: np.ndarray, score: np.ndarray) -> float:
@@ -70,32 +110,35 @@ def site_worlds(patients: pd.DataFrame) -> pd.Series:
 
 def realism_table(labs: pd.DataFrame, patients: pd.DataFrame, landmarks: tuple[float, ...] = LANDMARKS,
                   horizon: float = HORIZON, min_events: int = 5) -> pd.DataFrame:
-    """Univariate AUROC of each analyte's latest available value and log fold change vs baseline,
+    """Univariate AUROC of each analyte's latest available value and log2 fold change vs baseline,
     for grade >=3 first reached in (L, L + horizon], per site world and pooled per site (world 'all')."""
-    sw = site_worlds(patients)
+    ids = pd.Index(patients["patient_id"].astype(str))
+    enc = _Encoded(labs, ids)
+    sw = site_worlds(patients).to_numpy().astype(str)
+    groups = [(g.split("/", 1)[0], g.split("/", 1)[1], sw == g) for g in sorted(set(sw))]
+    groups += [(site, "all", np.char.startswith(sw, site + "/")) for site in sorted({g.split("/", 1)[0] for g in sw})]
     rows = []
     for L in landmarks:
         lab = landmark_labels(patients, L, horizon)
-        vals = available_values(labs[labs["patient_id"].isin(lab.index)], L)
-        vals = vals.join(lab, on="patient_id").join(sw.rename("site_world"), on="patient_id")
-        n_eligible = lab.join(sw.rename("site_world")).groupby("site_world")["label"].agg(["size", "sum"])
-        vals["site"] = vals["site_world"].str.split("/").str[0]
-        for level, key in (("site_world", "site_world"), ("site", "site")):
-            for (group, analyte), d in vals.groupby([key, "analyte"], observed=True):
-                if level == "site":
-                    elig = n_eligible[n_eligible.index.str.split("/").str[0] == group].sum()
-                    site, world = group, "all"
-                else:
-                    elig = n_eligible.loc[group]
-                    site, world = group.split("/", 1)
+        label = np.full(len(ids), np.nan)
+        label[ids.get_indexer(lab.index.astype(str))] = lab["label"].to_numpy()
+        eligible = np.isfinite(label)
+        vals = enc.at(L)
+        for site, world, member in groups:
+            m = member & eligible
+            y_all = label[m] == 1
+            for a, analyte in enumerate(enc.analytes):
                 for feature in FEATURES:
-                    x = d[["label", feature]].dropna()
-                    ev = int(x["label"].sum())
-                    a = auroc(x["label"].to_numpy(), x[feature].to_numpy()) if ev >= min_events else np.nan
+                    x = vals[feature][m, a]
+                    ok = np.isfinite(x)
+                    ev = int(y_all[ok].sum())
+                    if not ok.any():
+                        continue
                     rows.append({"landmark_hours": L, "site": site, "world": world, "analyte": analyte,
-                                 "feature": feature, "auroc": a, "n": len(x), "events": ev,
-                                 "eligible": int(elig["size"]), "eligible_events": int(elig["sum"]),
-                                 "coverage": len(x) / max(int(elig["size"]), 1)})
+                                 "feature": feature,
+                                 "auroc": auroc(y_all[ok], x[ok]) if ev >= min_events else np.nan,
+                                 "n": int(ok.sum()), "events": ev, "eligible": int(m.sum()),
+                                 "eligible_events": int(y_all.sum()), "coverage": ok.sum() / max(int(m.sum()), 1)})
     return pd.DataFrame(rows)
 
 
