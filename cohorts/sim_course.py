@@ -164,7 +164,8 @@ def simulate_course(first: int, n: int, seed: int, therapy_mix: dict[str, float]
     z_s = np.sqrt(a_share) * z_act + np.sqrt(e_share) * z_endo + np.sqrt(1 - a_share - e_share) * Z["clinical"]
     mu, sigma = per("mu"), per("sigma")
     s = mu + sigma * z_s
-    activation = mu + sigma * z_act          # activation on the grade scale: drives the cytokine cascade
+    # activation on the grade scale drives the cytokine cascade; responses saturate above the cap
+    activation = np.minimum(mu + sigma * z_act, W.get(lambda p: p["latent"]["activation_cap"]))
     thresholds = np.asarray(sp["latent"]["grade_thresholds"])
     grade_untreated = np.digitize(s, thresholds)
 

@@ -341,6 +341,7 @@ def simulate_labs(course: dict[str, Any], worlds: list[World], rm: PatientRandom
                 on_panel = np.array([code in panel for panel in masks["panels"][group]])[masks["s_idx"]]
                 drawn = masks[group] & on_panel[:, None]
                 resulted = masks[f"{group}_resulted"]
+        value = np.clip(value, limits.loc[code, "plausible_min"], limits.loc[code, "plausible_max"])  # physical bounds
         censor = np.zeros(value.shape, dtype=np.int8)          # 0 exact, 1 '<', 2 '>'
         lloq, uloq = limits.loc[code, "lloq"], limits.loc[code, "uloq"]
         if np.isfinite(lloq):

@@ -22,13 +22,22 @@ from __future__ import annotations
 import copy
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from cohorts.errors import CohortError
+from crs_settings import reference_dir
 
 WORLD_KINDS = ("default", "additive")
+
+
+def load_simulator_params(path: Path | None = None) -> dict[str, Any]:
+    """data/reference/simulator.yaml as written (assumptions unresolved)."""
+    with open(path or reference_dir() / "simulator.yaml") as fh:
+        return yaml.safe_load(fh)
 
 
 @dataclass(frozen=True)
@@ -163,8 +172,6 @@ def resolve_world(sp: dict[str, Any], world_seed: int | None = None, index: int 
 def draw_worlds(n_worlds: int, world_seed: int, kind: str = "default", randomise: bool = True,
                 sp: dict[str, Any] | None = None) -> list[World]:
     """``n_worlds`` site worlds drawn from the ranges (seeded); ``randomise=False``: one central world."""
-    from cohorts.simulate import load_simulator_params
-
     sp = sp if sp is not None else load_simulator_params()
     if not randomise:
         return [resolve_world(sp, None, 0, kind, randomise=False)]

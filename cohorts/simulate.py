@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from cohorts.errors import CohortError
 from cohorts.io import Cohort
@@ -44,18 +43,12 @@ from cohorts.schema import canonical_events
 from cohorts.sim_course import calibration, latent_distribution, observed_tables, simulate_course
 from cohorts.sim_labs import assign_sites, simulate_labs
 from cohorts.sim_random import PatientRandom
-from cohorts.sim_world import WORLD_KINDS, World, draw_worlds
-from crs_settings import reference_dir
+from cohorts.sim_world import WORLD_KINDS, World, draw_worlds, load_simulator_params
 
 __all__ = ["DEFAULT_N_WORLDS", "SimulatedChunk", "World", "draw_worlds", "iter_chunks", "latent_distribution",
            "load_simulator_params", "provenance", "resolve_worlds", "write_simulated_cohort"]
 
 DEFAULT_N_WORLDS = 8  # site worlds in the default mixture (params.yaml simulate.n_worlds)
-
-
-def load_simulator_params(path: Path | None = None) -> dict[str, Any]:
-    with open(path or reference_dir() / "simulator.yaml") as fh:
-        return yaml.safe_load(fh)
 
 
 @dataclass
@@ -104,7 +97,7 @@ def iter_chunks(n_patients: int, seed: int, therapy_mix: dict[str, float], chunk
         raise CohortError(f"simulate.therapy_mix names therapies the simulator does not know: {unknown}; "
                           f"known: {sorted(sp['therapies'])}")
     world_list = resolve_worlds(seed, world, randomise, worlds, n_worlds, sp)
-    limits = analyte_registry()[["lloq", "uloq"]]
+    limits = analyte_registry()[["lloq", "uloq", "plausible_min", "plausible_max"]]
     cal = calibration(list(therapy_mix), world_list)
     n_chunks = max(1, -(-n_patients // chunk_size))
     lab_offset = 0

@@ -10,16 +10,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-HELP = "kinetics-by-grade plot and comparison with published reference numbers"
+HELP = "kinetics-by-grade plot, comparison with published reference numbers, early-signal realism report"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", type=Path, required=True, help="canonical cohort folder")
     p.add_argument("--out", type=Path, required=True,
-                   help="folder for kinetics_by_grade.png and reference_comparison.csv")
+                   help="folder for kinetics_by_grade.png, reference_comparison.csv and realism.{csv,png}")
 
 
 def describe(cohort_dir: Path, out_dir: Path) -> pd.DataFrame:
+    """Writes kinetics_by_grade.png, reference_comparison.csv (targets with observed values) and the
+    realism report realism.csv / realism.png (univariate AUROC of each analyte's latest value and fold
+    change for grade >=3 in (L, L+72 h] at 24/48/72 h, per site world)."""
+    import pandas as pd
+
+    from cohorts import sim_realism
     from cohorts.describe import (
         cohort_statistics,
         compare_with_targets,
@@ -29,11 +35,18 @@ def describe(cohort_dir: Path, out_dir: Path) -> pd.DataFrame:
     from cohorts.io import read_cohort
 
     cohort = read_cohort(cohort_dir)
+    grades_path = Path(cohort_dir) / "grades.parquet"
+    grades = pd.read_parquet(grades_path) if grades_path.exists() else None
     out_dir.mkdir(parents=True, exist_ok=True)
     label = "SYNTHETIC cohort (simulator)" if cohort.provenance.get("synthetic") else f"cohort {cohort_dir.name}"
     plot_kinetics_by_grade(cohort.labs, cohort.patients, str(out_dir / "kinetics_by_grade.png"),
                            f"{label}: median and IQR per day, by maximum CRS grade")
-    table = compare_with_targets(cohort_statistics(cohort.labs, cohort.patients, load_targets()))
+    realism = sim_realism.realism_table(cohort.labs, cohort.patients)
+    realism.to_csv(out_dir / "realism.csv", index=False, float_format="%.4f")
+    sim_realism.plot_realism(realism, str(out_dir / "realism.png"),
+                             f"{label}: univariate AUROC for grade >=3 CRS in (L, L+72 h]; bars = site pooled, "
+                             "whiskers = range over site worlds")
+    table = compare_with_targets(cohort_statistics(cohort.labs, cohort.patients, load_targets(), grades, realism))
     table.to_csv(out_dir / "reference_comparison.csv", index=False)
     return table
 
