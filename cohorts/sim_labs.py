@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from cohorts.sim_course import grade_at
 from cohorts.sim_random import PatientRandom
 from cohorts.sim_world import World
 
 LN10 = np.log(10.0)
-GRID_DAYS = (-10, 30)  # biological day grid of the within-patient variability (fixed: part of the seed layout)
+GRID_DAYS = (-8, 22)  # biological day grid of the within-patient variability (fixed: part of the seed layout)
 DAILY_MAX_OFFSETS = (0.0, 6.0, 12.0, 18.0)  # hours before a draw whose maximum is the recorded daily maximum
 
 
@@ -311,8 +312,9 @@ def measurement_masks(course: dict[str, Any], times: np.ndarray, temp: np.ndarra
 
 
 def simulate_labs(course: dict[str, Any], worlds: list[World], rm: PatientRandom, sp: dict[str, Any],
-                  limits: pd.DataFrame) -> pd.DataFrame:
-    """Canonical labs for the patients in `course` (site already assigned)."""
+                  limits: pd.DataFrame, first_row: int = 0) -> pa.Table:
+    """Canonical labs for the patients in `course` (site already assigned), as an Arrow table whose
+    source_row starts at `first_row`."""
     times = draw_times(rm, course, sp)
     var = Variability(course)
     truth = {code: true_values(code, course, times, var, sp) for code in sp["analytes"]}
@@ -357,24 +359,22 @@ def simulate_labs(course: dict[str, Any], worlds: list[World], rm: PatientRandom
         parts["value"].append(value.ravel()[keep].round(4))
         parts["censor"].append(censor.ravel()[keep])
         parts["resulted"].append(resulted.ravel()[keep].round(2))
-    return _labs_frame({k: np.concatenate(v) for k, v in parts.items()}, course["patient_id"], codes)
+    return _labs_table({k: np.concatenate(v) for k, v in parts.items()}, course["patient_id"], codes, first_row)
 
 
-def _labs_frame(cols: dict[str, np.ndarray], patient_ids: np.ndarray, codes: list[str]) -> pd.DataFrame:
-    """Canonical labs DataFrame built through Arrow (strings decoded from integer codes in C++)."""
-    import pyarrow as pa
+def _labs_table(cols: dict[str, np.ndarray], patient_ids: np.ndarray, codes: list[str], first_row: int) -> pa.Table:
+    """Canonical labs built in Arrow (strings decoded from integer codes in C++)."""
 
     def text(index: np.ndarray, values: list[str] | np.ndarray) -> pa.Array:
         return pa.DictionaryArray.from_arrays(pa.array(index, type=pa.int32()),
                                               pa.array(list(values), type=pa.string())).dictionary_decode()
 
-    table = pa.table({
+    return pa.table({
         "patient_id": text(cols["patient"], patient_ids),
         "analyte": text(cols["analyte"], codes),
         "hours_since_infusion": cols["time"],
         "value": cols["value"],
         "censor": text(cols["censor"].astype(np.int32), ["", "<", ">"]),
         "resulted_hours": pa.array(cols["resulted"], from_pandas=True),
-        "source_row": np.arange(len(cols["time"]), dtype="int64"),
+        "source_row": np.arange(first_row, first_row + len(cols["time"]), dtype="int64"),
     })
-    return table.to_pandas()

@@ -14,7 +14,12 @@ Two kinds of world share every number and differ in one mechanism:
 - ``additive``: the central claim is false by construction. The patient's pre-infusion value is
   biologically irrelevant (independent of everything after infusion and of the outcome); after
   infusion, an absolute amount driven by activation is added to a post-infusion set point, so risk
-  follows absolute levels and a fold change against baseline carries nothing beyond them.
+  follows absolute levels and a fold change against baseline carries nothing beyond them. (Pooled
+  over several site worlds, a baseline still cancels each site's assay-platform offset: a
+  measurement effect, which a test of the biology avoids by using one site world.)
+
+Measurement parameters of a site world include one assay-platform offset per site profile and
+analyte (``platform_z``, standard normals scaled by ``measurement.platform_offset_log_sd``).
 """
 
 from __future__ import annotations

@@ -79,6 +79,15 @@ def iter_chunks(n_patients: int, seed: int, therapy_mix: dict[str, float], chunk
                 world: str = "default", randomise: bool = True, worlds: int | list[World] | None = None,
                 n_worlds: int | None = None) -> Iterator[SimulatedChunk]:
     """Yield the cohort in patient chunks; the output does not depend on ``chunk_size``."""
+    for patients, events, grades, labs in _chunks(n_patients, seed, therapy_mix, chunk_size, sp, site_mix,
+                                                  resolve_worlds(seed, world, randomise, worlds, n_worlds, sp)):
+        yield SimulatedChunk(labs=labs.to_pandas(), patients=patients, events=events, grades=grades)
+
+
+def _chunks(n_patients: int, seed: int, therapy_mix: dict[str, float], chunk_size: int,
+            sp: dict[str, Any] | None, site_mix: dict[str, float] | None,
+            world_list: list[World]) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Any]]:
+    """(patients, events, grades, labs as an Arrow table) per chunk."""
     if n_patients < 0:
         raise CohortError(f"--patients must be >= 0; got {n_patients}")
     if chunk_size < 1:
@@ -96,7 +105,6 @@ def iter_chunks(n_patients: int, seed: int, therapy_mix: dict[str, float], chunk
     if unknown:
         raise CohortError(f"simulate.therapy_mix names therapies the simulator does not know: {unknown}; "
                           f"known: {sorted(sp['therapies'])}")
-    world_list = resolve_worlds(seed, world, randomise, worlds, n_worlds, sp)
     limits = analyte_registry()[["lloq", "uloq", "plausible_min", "plausible_max"]]
     cal = calibration(list(therapy_mix), world_list)
     n_chunks = max(1, -(-n_patients // chunk_size))
@@ -108,10 +116,9 @@ def iter_chunks(n_patients: int, seed: int, therapy_mix: dict[str, float], chunk
         rm = PatientRandom(seed, "measurement", first, n)
         course["site"] = assign_sites(rm, site_mix)
         patients, events, grades = observed_tables(course, world_list[0].params)
-        labs = simulate_labs(course, world_list, rm, world_list[0].params, limits)
-        labs["source_row"] += lab_offset
-        lab_offset += len(labs)
-        yield SimulatedChunk(labs=labs, patients=patients, events=canonical_events(events), grades=grades)
+        labs = simulate_labs(course, world_list, rm, world_list[0].params, limits, lab_offset)
+        lab_offset += labs.num_rows
+        yield patients, canonical_events(events), grades, labs
 
 
 def provenance(n_patients: int, seed: int, therapy_mix: dict[str, float],
@@ -142,14 +149,14 @@ def write_simulated_cohort(out: Path | str, n_patients: int, seed: int, therapy_
     writers: dict[str, pq.ParquetWriter] = {}
     counts = dict.fromkeys(names, 0)
     try:
-        for chunk in iter_chunks(n_patients, seed, therapy_mix, chunk_size, site_mix=site_mix, worlds=world_list):
-            for name in names:
-                frame = getattr(chunk, name)
-                table = pa.Table.from_pandas(frame, preserve_index=False)
+        for patients, events, grades, labs in _chunks(n_patients, seed, therapy_mix, chunk_size, None, site_mix,
+                                                      world_list):
+            for name, frame in (("labs", labs), ("patients", patients), ("events", events), ("grades", grades)):
+                table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(out / f"{name}.parquet", table.schema)
                 writers[name].write_table(table.cast(writers[name].schema))
-                counts[name] += len(frame)
+                counts[name] += table.num_rows
     finally:
         for w in writers.values():
             w.close()
