@@ -91,16 +91,11 @@ class Variability:
 
     def _ar(self, e: np.ndarray) -> np.ndarray:
         """Stationary unit-variance AR(1) along the grid: y_k = phi y_(k-1) + sqrt(1 - phi²) e_k, y_0 = e_0."""
-        from scipy.signal import lfilter
-
-        out = np.empty_like(e)
-        for phi in np.unique(self.phi):  # one filter per world (a handful)
-            rows = self.phi == phi
-            c = np.sqrt(1 - phi**2)
-            x = e[rows]
-            x[:, 0] /= c
-            out[rows] = lfilter([c], [1.0, -phi], x, axis=1)
-        return out
+        z = np.ascontiguousarray(e.T)                  # grid points as contiguous rows
+        c = np.sqrt(1 - self.phi**2)
+        for k in range(1, z.shape[0]):
+            z[k] = self.phi * z[k - 1] + c * z[k]
+        return z.T
 
     def at(self, times: np.ndarray) -> np.ndarray:
         """Unit-variance noise at `times` for the next analyte (draws its own factor)."""
