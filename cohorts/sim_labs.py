@@ -158,7 +158,8 @@ def true_values(code: str, course: dict[str, Any], times: np.ndarray, var: Varia
     drive = peak_fold[:, None] * bump(times, start[:, None], peak[:, None], _col(A(lambda a: a["decay_hours"])), _col(plateau))
     tx = lambda f: W.get(lambda p: f(p["treatments"]))  # noqa: E731
     if code == "CRP":  # hepatic CRP synthesis needs IL-6 signalling: it falls after tocilizumab
-        effect = course["toci_first"] + tx(lambda t: t["tocilizumab"]["crp_response_delay_hours"])
+        effect = np.maximum(course["toci_first"] + tx(lambda t: t["tocilizumab"]["crp_response_delay_hours"]),
+                            peak - tx(lambda t: t["tocilizumab"]["crp_peak_margin_hours"]))
         drive = drive * _after(times, effect, _col(tx(lambda t: t["tocilizumab"]["crp_decay_hours"])))
     if code in sp["cytokine_analytes"]:
         drive = drive * _after(times, course["steroid"], _col(tx(lambda t: t["corticosteroids"]["cytokine_decay_hours"])))

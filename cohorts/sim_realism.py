@@ -168,8 +168,7 @@ def plot_realism(table: pd.DataFrame, path: str, title: str) -> None:
     landmarks = sorted(table["landmark_hours"].unique())
     sites = [s for s in ("research", "send_out", "community") if s in set(table["site"])] or sorted(table["site"].unique())
     analytes = sorted(table["analyte"].unique())
-    fig, axes = plt.subplots(len(landmarks), 1, figsize=(max(8, 0.9 * len(analytes) * len(sites)), 3.2 * len(landmarks)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(landmarks), 1, figsize=(16, 3.4 * len(landmarks)), squeeze=False)
     width = 0.8 / (2 * len(sites))
     colors = plt.get_cmap("tab10")
     for ax, L in zip(axes[:, 0], landmarks, strict=True):
@@ -186,10 +185,11 @@ def plot_realism(table: pd.DataFrame, path: str, title: str) -> None:
                 ax.bar(x, y - 0.5, width, bottom=0.5, color=colors(i), alpha=1.0 if j == 0 else 0.5,
                        yerr=np.nan_to_num(err), capsize=2, label=f"{site}: {'latest' if j == 0 else 'fold change'}")
         ax.axhline(0.5, color="grey", lw=0.8)
-        ax.set_ylim(0.35, 1.0)
+        ax.set_ylim(0.2, 1.0)
         ax.set_xticks(np.arange(len(analytes)), analytes, fontsize=8)
         ax.set_ylabel(f"AUROC at L = {L:g} h")
-    axes[0, 0].legend(fontsize=7, ncol=len(sites), loc="upper right")
+    axes[0, 0].legend(fontsize=7, ncol=len(sites), loc="upper left")
+    fig.text(0.01, 0.005, "below 0.5: lower values mean higher risk (e.g. platelets)", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90, metadata={"Software": None})
