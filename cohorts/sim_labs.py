@@ -124,6 +124,16 @@ def baseline_median(code: str, course: dict[str, Any], sp: dict[str, Any]) -> np
     return sp["analytes"][code]["baseline"]["median"] * np.exp(log_shift)
 
 
+def burden_multiplier(course: dict[str, Any], sp: dict[str, Any]) -> np.ndarray:
+    """Per patient: how strongly tumour burden shows in the baselines of the patient's disease."""
+    W = course["W"]
+    out = np.ones(len(course["index"]))
+    for disease, shifts in sp["diseases"].items():
+        if "burden_multiplier" in shifts:
+            out = np.where(course["disease"] == disease, W.get(lambda p, d=disease: p["diseases"][d]["burden_multiplier"]), out)
+    return out
+
+
 def true_values(code: str, course: dict[str, Any], times: np.ndarray, var: Variability,
                 sp: dict[str, Any]) -> np.ndarray:
     """Biological value (canonical unit; °C for temperature) at each draw time, before measurement."""
@@ -137,7 +147,7 @@ def true_values(code: str, course: dict[str, Any], times: np.ndarray, var: Varia
     ap = sp["analytes"][code]
     median = baseline_median(code, course, sp)
     log_base = (np.log(median) + A(lambda a: a["baseline"]["log_sd"]) * eps[:, 0]
-                + A(lambda a: a["baseline"].get("burden_effect", 0.0)) * course["tumor_burden"]
+                + A(lambda a: a["baseline"].get("burden_effect", 0.0)) * course["tumor_burden"] * burden_multiplier(course, sp)
                 + A(lambda a: a["baseline"].get("endothelium_effect", 0.0)) * course["z_endo"])
     pf = lambda f: A(lambda a: f(a["peak_log10_fold"]))  # noqa: E731
     direction = float(ap["peak_log10_fold"].get("direction", 1))
