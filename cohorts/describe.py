@@ -100,7 +100,8 @@ def statistic(row, labs: pd.DataFrame, p: pd.DataFrame, kin: pd.DataFrame, reali
         if "grades" not in p.attrs:
             return np.nan
         g = p.attrs["grades"]
-        g4 = g[g["grade_astct"] >= 4].groupby("patient_id")["hours_since_infusion"].min()
+        col = "grade" if "grade" in g else "grade_astct"
+        g4 = g[g[col] >= 4].groupby("patient_id")["hours_since_infusion"].min()
         g4 = g4[g4.index.isin(ps.index)]
         return float((g4 - ps["crs_onset_hours"].reindex(g4.index)).median() / 24.0)
     k = kin[kin["patient_id"].isin(ps.index)] if analyte else kin

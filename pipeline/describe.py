@@ -23,8 +23,6 @@ def describe(cohort_dir: Path, out_dir: Path) -> pd.DataFrame:
     """Writes kinetics_by_grade.png, reference_comparison.csv (targets with observed values) and the
     realism report realism.csv / realism.png (univariate AUROC of each analyte's latest value and fold
     change for grade >=3 in (L, L+72 h] at 24/48/72 h, per site world)."""
-    import pandas as pd
-
     from cohorts import sim_realism
     from cohorts.describe import (
         cohort_statistics,
@@ -35,8 +33,7 @@ def describe(cohort_dir: Path, out_dir: Path) -> pd.DataFrame:
     from cohorts.io import read_cohort
 
     cohort = read_cohort(cohort_dir)
-    grades_path = Path(cohort_dir) / "grades.parquet"
-    grades = pd.read_parquet(grades_path) if grades_path.exists() else None
+    grades = cohort.grades  # the grade course where the cohort records one (None otherwise)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = "SYNTHETIC cohort (simulator)" if cohort.provenance.get("synthetic") else f"cohort {cohort_dir.name}"
     plot_kinetics_by_grade(cohort.labs, cohort.patients, str(out_dir / "kinetics_by_grade.png"),
