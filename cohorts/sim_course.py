@@ -325,7 +325,6 @@ def observed_tables(course: dict[str, Any], sp: dict[str, Any]) -> tuple[pd.Data
                       "hours_since_infusion": course["resolved"][res_seen].round(1),
                       "grade_astct": 0, "grade_lee2014": 0}),
     ], ignore_index=True).sort_values(["patient_id", "hours_since_infusion"], kind="mergesort")
-    grades["grade"] = grades["grade_astct"]
     events = treatment_events(course, sp)
     return patients, events, grades.reset_index(drop=True)
 

@@ -128,7 +128,9 @@ def provenance(n_patients: int, seed: int, therapy_mix: dict[str, float],
     world_list = world_list or resolve_worlds(seed, world, randomise, sp=sp)
     return {"synthetic": True, "source": "simulated", "simulator_version": sp["version"],
             "seed": seed, "patients": n_patients, "therapy_mix": therapy_mix,
-            "site_mix": site_mix or default_site_mix(sp), "world": world, "randomise": randomise,
+            "site_mix": site_mix or default_site_mix(sp),
+            "world": "+".join(sorted({w.kind for w in world_list})),
+            "randomise": all(w.randomised for w in world_list),
             "worlds": [w.record() for w in world_list],
             "patient_ids": f"SIM-{seed}-<index>: the same simulated person whatever the measurement settings",
             "notice": "SYNTHETIC cohort from crs-predict's simulator; no clinical validity."}
