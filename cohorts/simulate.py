@@ -29,7 +29,7 @@ streams (:mod:`cohorts.sim_random`). Deterministic for (params, seed, worlds).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,8 +139,10 @@ def provenance(n_patients: int, seed: int, therapy_mix: dict[str, float],
 def write_simulated_cohort(out: Path | str, n_patients: int, seed: int, therapy_mix: dict[str, float],
                            chunk_size: int = 20_000, site_mix: dict[str, float] | None = None, *,
                            world: str = "default", randomise: bool = True,
-                           worlds: int | list[World] | None = None, n_worlds: int | None = None) -> dict[str, int]:
-    """Stream the simulated cohort to Parquet, one row group per chunk; return row counts."""
+                           worlds: int | list[World] | None = None, n_worlds: int | None = None,
+                           progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Stream the simulated cohort to Parquet, one row group per chunk; return row counts.
+    `progress` (optional) is called with the number of patients of each chunk written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -159,6 +161,8 @@ def write_simulated_cohort(out: Path | str, n_patients: int, seed: int, therapy_
                     writers[name] = pq.ParquetWriter(out / f"{name}.parquet", table.schema)
                 writers[name].write_table(table.cast(writers[name].schema))
                 counts[name] += table.num_rows
+            if progress is not None:
+                progress(len(patients))
     finally:
         for w in writers.values():
             w.close()

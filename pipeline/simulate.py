@@ -33,16 +33,18 @@ def configure(p: argparse.ArgumentParser) -> None:
 def simulate(patients: int, seed: int, out: Path, chunk_size: int | None = None, world: str | None = None,
              central: bool = False) -> dict[str, int]:
     from cohorts.simulate import write_simulated_cohort
+    from crs_settings.progress import Progress
     from pipeline.common import configuration
 
     sim = configuration()["simulate"]
     world_seed = sim.get("world_seed")
-    return write_simulated_cohort(out, patients, seed, dict(sim["therapy_mix"]),
-                                  int(chunk_size or sim["chunk_size"]), site_mix=dict(sim["site_mix"]),
-                                  world=str(world or sim.get("world", "default")),
-                                  randomise=bool(sim.get("randomise", True)) and not central,
-                                  worlds=None if world_seed is None else int(world_seed),
-                                  n_worlds=int(sim.get("n_worlds", 8)))
+    with Progress(patients, unit="patients", desc="crs simulate") as bar:
+        return write_simulated_cohort(out, patients, seed, dict(sim["therapy_mix"]),
+                                      int(chunk_size or sim["chunk_size"]), site_mix=dict(sim["site_mix"]),
+                                      world=str(world or sim.get("world", "default")),
+                                      randomise=bool(sim.get("randomise", True)) and not central,
+                                      worlds=None if world_seed is None else int(world_seed),
+                                      n_worlds=int(sim.get("n_worlds", 8)), progress=bar.update)
 
 
 def run(args: argparse.Namespace) -> int:
