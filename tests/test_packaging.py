@@ -32,7 +32,7 @@ def test_simulate_and_featurize_from_another_folder_use_the_packaged_params(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "packaged default params" in done.stderr  # it says which configuration it used
     mix = yaml.safe_load((ROOT / "params.yaml").read_text())["simulate"]["therapy_mix"]
-    therapies = pd.read_parquet(tmp_path / "cohort" / "patients.parquet")["therapy"].value_counts(normalize=True)
+    therapies = pd.read_parquet(tmp_path / "cohort" / "patients.parquet")["indication"].value_counts(normalize=True)
     assert set(therapies.index) == {k for k, v in mix.items() if v > 0}
     for name, share in mix.items():
         assert abs(therapies.get(name, 0.0) - share) < 0.08, (name, therapies.to_dict())
