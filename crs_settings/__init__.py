@@ -105,18 +105,54 @@ def reference_dir(root: Path | None = None) -> Path:
     return defaults_dir() / "data" / "reference"
 
 
+EXPERIMENT_WORKSPACES = (".dvc", "tmp", "exps")  # where `dvc exp run --temp` / `--queue` copy the repository
+
+
+def experiment_origin(root: Path) -> Path | None:
+    """The original repository when `root` is a DVC experiment workspace, else None.
+
+    `dvc exp run --temp` and queued experiments run the pipeline in a throwaway copy under
+    `<repository>/.dvc/tmp/exps/`, deleted afterwards. DVC (3.x) exports `DVC_ROOT` = the original
+    repository to every stage of such a run; the copy's own path layout says the same when
+    `DVC_ROOT` is absent (a command run by hand inside the copy).
+    """
+    root = Path(root).resolve()
+    env = os.environ.get("DVC_ROOT")
+    if env:
+        origin = Path(env).resolve()
+        if origin != root and root.is_relative_to(origin.joinpath(*EXPERIMENT_WORKSPACES)):
+            return origin
+    parts = root.parts
+    n = len(EXPERIMENT_WORKSPACES)
+    for i in range(len(parts) - n, 0, -1):
+        if parts[i:i + n] == EXPERIMENT_WORKSPACES:
+            return Path(*parts[:i])
+    return None
+
+
+def store_root(root: Path | None = None) -> Path | None:
+    """The folder that holds the project's MLflow store (mlflow.db, mlartifacts/): the project,
+    or the original repository of a DVC experiment workspace (whose own copy is deleted)."""
+    root = root or project_root()
+    if root is None:
+        return None
+    return experiment_origin(root) or Path(root)
+
+
 def tracking_uri(root: Path | None = None) -> str | None:
-    """`MLFLOW_TRACKING_URI` wins; else an absolute sqlite URI in the project folder; else None.
+    """`MLFLOW_TRACKING_URI` wins; else an absolute sqlite URI in the project's store folder
+    (:func:`store_root`); else None.
 
     Relative sqlite URIs resolve against whoever's current directory, which is how runs
-    "vanish" from the UI, so the default is always absolute. Outside a project there is no
-    default store: nothing creates a stray mlflow.db in whatever folder the user is in.
+    "vanish" from the UI, so the default is always absolute; and a DVC experiment run in a
+    temporary copy logs to the repository it came from, not to the copy. Outside a project there
+    is no default store: nothing creates a stray mlflow.db in whatever folder the user is in.
     """
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    root = root or project_root()
-    return f"sqlite:///{root / 'mlflow.db'}" if root is not None else None
+    folder = store_root(root)
+    return f"sqlite:///{folder / 'mlflow.db'}" if folder is not None else None
 
 
 def require_tracking_uri(root: Path | None = None) -> str:
@@ -129,7 +165,9 @@ def require_tracking_uri(root: Path | None = None) -> str:
 
 
 def artifact_root(root: Path | None = None) -> Path:
-    return (root or require_project_root("the MLflow artifact store")) / "mlartifacts"
+    """Artifact folder of the project's default (sqlite) store, beside its mlflow.db."""
+    folder = store_root(root) or require_project_root("the MLflow artifact store")
+    return folder / "mlartifacts"
 
 
 def quiet_telemetry() -> None:
