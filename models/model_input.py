@@ -69,3 +69,15 @@ def from_model_input(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, p
         events["dose_unit"] = ""
         events = events.reset_index(drop=True)
     return labs.reset_index(drop=True), patients.reset_index(drop=True), events
+
+
+def synthetic_example(therapy_mix: dict[str, float], n_patients: int = 2, seed: int = 1) -> pd.DataFrame:
+    """The input example logged with the model: simulated patients (a fixed seed, whatever cohort the
+    model was trained on), ids EXAMPLE-1, EXAMPLE-2, ... No row, age, therapy or disease of a real
+    or training patient ever reaches the logged model."""
+    from cohorts.simulate import iter_chunks
+
+    chunk = next(iter_chunks(n_patients, seed=seed, therapy_mix=therapy_mix))
+    frame = to_model_input(chunk.labs, chunk.patients, chunk.events)
+    order = list(dict.fromkeys(chunk.patients["patient_id"].astype(str)))
+    return frame.assign(patient_id=frame["patient_id"].map({pid: f"EXAMPLE-{i + 1}" for i, pid in enumerate(order)}))

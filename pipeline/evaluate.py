@@ -84,7 +84,8 @@ def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_di
         from cohorts.ingest import ingest as run_ingest
 
         cohort = run_ingest(fmt, cohort_path).cohort
-    bundle = load_model(model_uri).bundle
+    loaded = load_model(model_uri)
+    bundle = loaded.bundle
     landmarks = landmarks or list(bundle.meta["landmarks_hours"])
     table = external_predictions(bundle, cohort, landmarks)
     metrics = evaluate_predictions(table, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
@@ -95,6 +96,14 @@ def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_di
     write_curves(table, metrics, out_dir, label, e["decision_thresholds"])
     table.to_parquet(out_dir / "predictions.parquet", index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if loaded.name:  # a registered model: an MLflow evaluation run linked to the version evaluated
+        from models.tracking import folder_digest, log_external_evaluation
+
+        r = configuration(announce=False)["register"]
+        metrics["mlflow_run_id"] = log_external_evaluation(
+            experiment=r["experiment"], model_name=loaded.name, model_version=loaded.version, model_uri=model_uri,
+            metrics=metrics, cohort_label=cohort_path.name, cohort_digest=folder_digest(cohort_path), cohort_rows=table,
+            out_dir=out_dir, synthetic=metrics["cohort"]["synthetic"], settings=r)
     return metrics
 
 
@@ -106,10 +115,13 @@ def run(args: argparse.Namespace) -> int:
         if not (args.model and args.cohort):
             raise CohortError("External validation needs both --model and --cohort")
         landmarks = parse_landmarks(args.landmarks) if args.landmarks else None
-        m = evaluate_external(args.model, args.cohort, args.format, args.out, landmarks)["pooled"]
+        result = evaluate_external(args.model, args.cohort, args.format, args.out, landmarks)
+        m = result["pooled"]
         print(f"external AUROC {m['xgb_kinetics.auroc']:.3f} (95% CI {m['xgb_kinetics.auroc_ci_low']:.3f}-"
               f"{m['xgb_kinetics.auroc_ci_high']:.3f}), calibration slope {m['xgb_kinetics.calibration_slope']:.2f}, "
               f"{m['n_patients']} patients, {m['n_events']} events -> {args.out}")
+        if run_id := result.get("mlflow_run_id"):
+            print(f"MLflow evaluation run {run_id} (linked to the model version evaluated)")
         return 0
     m = evaluate()["pooled"]
     print(f"held-out AUROC {m['xgb_kinetics.auroc']:.3f} (95% CI {m['xgb_kinetics.auroc_ci_low']:.3f}-"

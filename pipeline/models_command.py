@@ -1,5 +1,7 @@
-"""`crs models list | show | promote | rollback`: thin over MlflowClient, on the project's tracking
-URI (MLFLOW_TRACKING_URI wins)."""
+"""`crs models list | show | promote | rollback`: the registry on the project's tracking URI
+(MLFLOW_TRACKING_URI wins). Registry problems (unknown model, version or alias, unreachable store,
+missing model files) are one line and exit code 2; changes are journaled and serialised
+(models/registry.py)."""
 
 from __future__ import annotations
 
@@ -21,40 +23,40 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from cohorts.errors import CohortError
-    from models.registry import alias_version, client_for, list_versions, rollback, set_champion
+    from models.registry import Registry, RegistryError
     from pipeline.common import configuration
 
     r = configuration()["register"]
     name = args.name or r["model_name"]
     alias = args.alias or r["champion_alias"]
-    client, uri = client_for()
-    try:
-        client.get_registered_model(name)
-    except Exception as exc:  # RestException when the model does not exist
-        raise CohortError(f"No registered model {name!r} at {uri}; run `make run` (dvc repro) first") from exc
+    registry = Registry.open(name, settings=r, must_exist=True)
+    registry.require_model()
+    state = registry.state(alias)  # checks the alias against its history; repairs an interrupted change
+    if state.repaired:
+        print(f"repaired: {state.repaired}")
     if args.action == "list":
         with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(list_versions(client, name).to_string(index=False))
+            print(registry.table(alias).to_string(index=False))
+        print(f"{alias} history: {','.join(state.history) or '-'}")
     elif args.action == "show":
-        version = args.version or alias_version(client, name, alias)
-        if version is None:
-            raise CohortError(f"Model {name!r} has no alias {alias!r}")
-        mv = client.get_model_version(name, version)
-        run_ = client.get_run(mv.run_id)
+        version = args.version or registry.require_alias(alias)
+        mv = registry.version(version)
+        run_ = registry.call("reading the version's run", registry.client.get_run, mv.run_id) if mv.run_id else None
         print(f"{name} version {mv.version}  aliases: {', '.join(mv.aliases) or '-'}  source: {mv.source}")
-        for key in sorted(run_.data.tags):
-            if not key.startswith("mlflow."):
-                print(f"  tag    {key} = {run_.data.tags[key]}")
-        for key in sorted(k for k in run_.data.metrics if k.startswith("pooled.xgb_kinetics.")):
-            print(f"  metric {key} = {run_.data.metrics[key]:.4f}")
+        for key in sorted(mv.tags or {}):
+            print(f"  version tag {key} = {mv.tags[key]}")
+        if run_ is not None:
+            for key in sorted(run_.data.tags):
+                if not key.startswith("mlflow."):
+                    print(f"  run tag     {key} = {run_.data.tags[key]}")
+            for key in sorted(run_.data.metrics):
+                print(f"  metric      {key} = {run_.data.metrics[key]:.4f}")
     elif args.action == "promote":
         if not args.version:
-            raise CohortError("promote needs --version (see `crs models list`)")
-        client.get_model_version(name, args.version)
-        set_champion(client, name, str(args.version), alias)
-        print(f"{name}: alias {alias} -> version {args.version} (promoted by hand)")
+            raise RegistryError("promote needs --version (see `crs models list`)")
+        after = registry.promote(str(args.version), alias)
+        print(f"{name}: alias {alias} -> version {after.version} (promoted by hand; history {','.join(after.history)})")
     elif args.action == "rollback":
-        version = rollback(client, name, alias)
+        version = registry.rollback(alias)
         print(f"{name}: alias {alias} rolled back to version {version}")
     return 0

@@ -77,29 +77,38 @@ def check_schema(bundle) -> None:
 
 def load_model(uri: str) -> LoadedModel:
     """Load the pyfunc once. `models:/name@alias` is resolved to its version first, so every row
-    records the exact version scored even if the alias moves during the run."""
+    records the exact version scored even if the alias moves during the run. Registry problems are
+    one line each, telling an unreachable store from an unknown model, version or alias, and from
+    a version whose files are missing."""
     import mlflow
-    from mlflow import MlflowClient
 
-    from crs_settings import require_tracking_uri, tracking_uri
+    from crs_settings import tracking_uri
+    from models.registry import Registry, RegistryError, configure_http, first_line
 
-    if uri.startswith("models:/"):  # a registry URI needs a store; a local model folder does not
-        mlflow.set_tracking_uri(require_tracking_uri())
-    elif tracking_uri():
-        mlflow.set_tracking_uri(tracking_uri())
     name, version, alias, load_uri = "", "", "", uri
     try:
         if m := re.fullmatch(r"models:/([^/@]+)@([^/]+)", uri):
             name, alias = m.group(1), m.group(2)
-            version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
-            load_uri = f"models:/{name}/{version}"
         elif m := re.fullmatch(r"models:/([^/@]+)/(\d+)", uri):
             name, version = m.group(1), m.group(2)
+        if name:  # a registry URI needs a store; a local model folder does not
+            registry = Registry.open(name, must_exist=True)
+            version = version or registry.require_alias(alias)
+            registry.version(version)
+            registry.require_artifacts(version)
+            load_uri = f"models:/{name}/{version}"
+        else:
+            configure_http()
+            if tracking_uri():
+                mlflow.set_tracking_uri(tracking_uri())
+    except RegistryError as exc:
+        raise ScoringError(f"Cannot load model {uri!r}: {exc}") from exc
+    try:
         model = mlflow.pyfunc.load_model(load_uri)
         bundle = model.unwrap_python_model().bundle
-    except Exception as exc:  # MLflow raises many types for an unknown or unreachable model
-        raise ScoringError(f"Cannot load model {uri!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}. "
-                           "Check the name and alias (`crs models list`) and MLFLOW_TRACKING_URI.") from exc
+    except Exception as exc:  # MLflow raises many types for an unreadable model folder
+        raise ScoringError(f"Cannot load model {uri!r}: {first_line(exc)}. Check the name and alias "
+                           "(`crs models list`) and MLFLOW_TRACKING_URI.") from exc
     check_schema(bundle)
     return LoadedModel(bundle, name, version, alias, uri)
 

@@ -46,7 +46,7 @@ def _small_params(project: Path) -> None:
     p["explain"]["max_rows"] = 200
     # a tiny cohort has wide CIs: loose absolute gates here; the negative-control test tightens them
     p["register"]["gates"] = {"min_auroc_ci_low": 0.0, "calibration_slope_range": [0.0, 10.0],
-                              "max_auroc_drop_vs_champion": 0.05}
+                              "max_auroc_drop_vs_champion": 0.05, "min_comparison_events": 5}
     path.write_text(yaml.safe_dump(p, sort_keys=False))
 
 
@@ -196,6 +196,23 @@ def test_external_validation_on_another_simulated_cohort(repro, tmp_path):
                           str(tmp_path / "c"), "--out", str(tmp_path / "bad")], cwd=project, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Cannot load model" in bad.stderr and "Traceback" not in bad.stderr
+    # issue 17: an evaluation run in MLflow, linked to the model version it evaluated
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{project}/mlflow.db"
+    store = MlflowClient(uri, registry_uri=uri)
+    champion = store.get_model_version_by_alias("severe-crs", "champion")
+    runs = store.search_runs([store.get_experiment_by_name("crs-predict").experiment_id],
+                             "tags.`crs.kind` = 'external_evaluation'")
+    assert len(runs) == 1 and runs[0].data.tags["model.version"] == str(champion.version)
+    assert abs(runs[0].data.metrics["pooled/auroc"] - pooled["xgb_kinetics.auroc"]) < 1e-12
+    (evaluated,) = runs[0].inputs.dataset_inputs
+    assert evaluated.dataset.name == "external: c" and {t.value for t in evaluated.tags} == {"evaluation"}
+    linked = store.get_run(runs[0].info.run_id).inputs.model_inputs  # (search_runs leaves them out)
+    assert [m.model_id for m in linked] == [champion.source.removeprefix("models:/")]
+    logged = store.get_logged_model(linked[0].model_id)  # the model's own page shows the external metrics
+    assert {m.run_id for m in logged.metrics if m.key == "pooled/auroc"} >= {runs[0].info.run_id}
+    assert not any("predictions" in a.path for a in store.list_artifacts(runs[0].info.run_id))
 
 
 def test_pyfunc_on_raw_labs_equals_the_training_pipeline(repro):
@@ -271,6 +288,166 @@ print(json.dumps({"rows": len(out), "statuses": sorted(set(out["status"])),
     assert scored.returncode == 0, scored.stderr[-3000:]
     result = json.loads(scored.stdout.strip().splitlines()[-1])
     assert result["rows"] == 6 and result["drivers"] == result["scored"]
+
+
+def _store(project: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{project}/mlflow.db"
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def test_the_mlflow_run_and_version_read_well(repro, tmp_path):
+    """Issue 17: experiment kind, run name and description, datasets with DVC hashes, headline metric
+    keys (not ~600), the version's description and tags; a committed project is not "dirty"."""
+    project, _ = repro
+    store = _store(project)
+    experiment = store.get_experiment_by_name("crs-predict")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    mv = max(store.search_model_versions("name='severe-crs'"), key=lambda v: int(v.version))
+    run = store.get_run(mv.run_id)
+    registered = json.loads(Path(store.download_artifacts(run.info.run_id, "registration.json", str(tmp_path)))
+                            .read_text())
+    assert run.info.run_name.startswith("dvc repro · simulated 300 patients") and run.info.status == "FINISHED"
+    assert "SYNTHETIC" in run.data.tags["mlflow.note.content"]
+    metrics = run.data.metrics
+    assert 40 <= len(metrics) <= 80 and {"pooled/auroc", "pooled/auroc_ci_low", "24h/calibration_slope"} <= set(metrics)
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    digests = {d.dataset.digest: {t.value for t in d.tags} for d in run.inputs.dataset_inputs}
+    features_md5 = next(o["md5"] for o in lock["featurize"]["outs"])
+    assert digests[features_md5] == {"training"} and len(digests) == 2
+    assert run.data.tags["git_dirty"] == "false" and "cohort.path" not in run.data.tags
+    artifacts = {a.path for a in store.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "metrics_table.csv", "gate_decision.json", "model_card.md"} <= artifacts
+    assert mv.description.startswith("**Gate decision:") and "# Model card" in mv.description
+    assert mv.tags["gate.decision"] == registered["gate"]["decision"] and mv.tags["cohort.synthetic"] == "true"
+    assert mv.tags["git_commit"] == run.data.tags["git_commit"] and float(mv.tags["metric.auroc"]) > 0.5
+    assert mv.tags["dvc.cohort"].endswith(next(o["md5"] for o in lock["ingest"]["outs"]))
+    assert "Model card" in store.get_registered_model("severe-crs").description
+
+
+def _register(project: Path, env: dict[str, str], *faults: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tests.registry_faults", *faults, "--", "register"], cwd=project,
+                          env=env, capture_output=True, text=True)
+
+
+def _set_gates(project: Path, **gates) -> str:
+    path = project / "params.yaml"
+    original = path.read_text()
+    p = yaml.safe_load(original)
+    p["register"]["gates"].update(gates)
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    return original
+
+
+CLIENT = "mlflow.tracking.client:MlflowClient"
+
+
+def test_a_transient_registry_error_never_promotes_a_refused_challenger(repro, tmp_path):
+    """Issue 15.1: `get_model_version_by_alias` raising "database is locked" during register used to
+    promote a challenger refused a moment earlier ("no current champion: nothing to compare against").
+    Now register stops with one line, exit 2, and nothing changes."""
+    project, env = repro
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**env, "MLFLOW_TRACKING_URI": uri}
+    from mlflow import MlflowClient
+
+    store = MlflowClient(uri, registry_uri=uri)
+    assert "PROMOTED" in _register(project, env).stdout
+    original = _set_gates(project, max_auroc_drop_vs_champion=-0.01)  # must beat the champion by 0.01
+    try:
+        refused = _register(project, env)
+        assert "promotion gate: REFUSED" in refused.stdout, refused.stdout + refused.stderr[-2000:]
+        runs = len(store.search_runs([store.get_experiment_by_name("crs-predict").experiment_id]))
+        locked = "(sqlite3.OperationalError) database is locked"
+        faulty = _register(project, env, "--raise", f"{CLIENT}.get_model_version_by_alias@*@INTERNAL_ERROR@{locked}",
+                           "--raise", f"{CLIENT}.get_registered_model@*@INTERNAL_ERROR@{locked}")
+    finally:
+        (project / "params.yaml").write_text(original)
+    assert faulty.returncode == 2 and "database is locked" in faulty.stderr, faulty.stdout + faulty.stderr[-3000:]
+    assert "Traceback" not in faulty.stderr and "PROMOTED" not in faulty.stdout
+    assert str(store.get_model_version_by_alias("severe-crs", "champion").version) == "1"
+    assert len(store.search_model_versions("name='severe-crs'")) == 2
+    assert len(store.search_runs([store.get_experiment_by_name("crs-predict").experiment_id])) == runs
+
+
+def test_a_killed_registration_leaves_no_ungated_alias_and_no_running_run(repro, tmp_path):
+    """Issue 15.3: the challenger alias was set before the gate ran, and a killed register left an
+    ungated version and a run stuck RUNNING. Killed right after its first alias move, the version
+    already carries its gate decision; the next registration marks the dead run FAILED."""
+    project, env = repro
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**env, "MLFLOW_TRACKING_URI": uri}
+    from mlflow import MlflowClient
+
+    store = MlflowClient(uri, registry_uri=uri)
+    killed = _register(project, env, "--kill-after", f"{CLIENT}.set_registered_model_alias@1")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    model = store.get_registered_model("severe-crs")
+    assert model.aliases, "the kill came after an alias move"
+    for version in model.aliases.values():
+        assert store.get_model_version("severe-crs", str(version)).tags.get("gate.decision") in ("promoted", "refused")
+    experiment = store.get_experiment_by_name("crs-predict").experiment_id
+    (dead,) = store.search_runs([experiment], "attributes.status = 'RUNNING'")
+    again = _register(project, env)
+    assert again.returncode == 0 and "marked FAILED" in again.stdout, again.stdout + again.stderr[-3000:]
+    assert not store.search_runs([experiment], "attributes.status = 'RUNNING'")
+    assert store.get_run(dead.info.run_id).info.status == "FAILED"
+
+
+def test_dvc_exp_run_temp_registers_into_the_project_store(repro):
+    """Issue 17: `dvc exp run --temp` ran register in DVC's temporary copy, whose mlflow.db was
+    deleted with it. The experiment's run and version must land in the project's store."""
+    project, env = repro
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    for cmd in (["git", "add", "-A"], [*git, "commit", "-qm", "pipeline outputs"]):
+        subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+    store = _store(project)
+    before = len(store.search_model_versions("name='severe-crs'"))
+    dvc = str(Path(sys.executable).parent / "dvc")
+    done = subprocess.run([dvc, "exp", "run", "--temp", "-n", "gate-003", "-S",
+                           "register.gates.max_auroc_drop_vs_champion=0.03"], cwd=project, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    versions = store.search_model_versions("name='severe-crs'")
+    assert len(versions) == before + 1
+    newest = max(versions, key=lambda mv: int(mv.version))
+    run = store.get_run(newest.run_id)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    assert run.data.tags["dvc.exp.name"] == "gate-003" and run.data.tags["dvc.exp.baseline_rev"] == head
+    assert run.info.run_name.startswith("gate-003 · ") and newest.tags["dvc.exp.name"] == "gate-003"
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    files = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/severe-crs/{newest.version}")
+    assert "MLmodel" in {f.path for f in files}  # the model's files outlived DVC's temporary copy
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_a_site_mix_change_is_decided_on_the_absolute_gates(repro):
+    """Issue 18: changing only simulate.site_mix re-measures the same simulated people. The old gate
+    scored the champion on patients it was trained on and refused the challenger on that optimistic
+    number; now those patients are excluded, no fair comparison remains, and the gates say so."""
+    project, env = repro
+    path = project / "params.yaml"
+    p = yaml.safe_load(path.read_text())
+    p["simulate"]["site_mix"] = {"research": 0.1, "send_out": 0.3, "community": 0.6}
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    run = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "no fair comparison possible" in run.stdout
+    registered = json.loads((project / "data/registration.json").read_text())
+    vs = registered["gate"]["checks"]["vs_champion"]
+    import pandas as pd
+
+    oof = pd.read_parquet(project / "data/oof/oof.parquet")
+    assert vs["possible"] is False and vs["rows_used"] == 0 and vs["rows_excluded_overlap"] == len(oof)
+    assert vs["patients_excluded_overlap"] == oof["patient_id"].nunique()
+    mv = _store(project).get_model_version("severe-crs", registered["version"])
+    assert mv.tags["gate.comparison"] == "no fair comparison possible"
+    assert mv.tags["gate.rows_excluded_overlap"] == str(len(oof)) and mv.tags["gate.rows_used"] == "0"
+    assert registered["gate"]["decision"] == "promoted"  # the (loose) absolute gates of this tiny project
 
 
 def test_gate_refuses_a_deliberately_worse_model_and_keeps_the_champion(repro):
