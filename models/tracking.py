@@ -83,10 +83,13 @@ def model_card_summary(card: str, sections: tuple[str, ...] = ("Intended use", "
     """The title and a few sections of the TRIPOD+AI model card, as Markdown."""
     lines = card.splitlines()
     title = next((ln for ln in lines if ln.startswith("# ")), "")
-    parts, keep = [title] if title else [], False
+    parts, keep = [f"###{title[1:]}"] if title else [], False  # headings two levels down: it sits in a page
     for ln in lines:
         if ln.startswith("## "):
             keep = ln[3:].strip() in sections
+            if keep:
+                parts.append(f"####{ln[2:]}")
+                continue
         if keep:
             parts.append(ln)
     return "\n".join(parts).strip()
@@ -260,7 +263,7 @@ def log_and_register(reg: Registration, root: Path | None = None) -> dict[str, A
                 registry.move_alias(reg.champion_alias, version, [*now.history, version], now)
         mlflow.set_tags(decision_tags(decision, before.version))
         mlflow.log_dict(decision.as_dict(), "gate_decision.json")
-        result = {"run_id": run.info.run_id, "model_uri": f"models:/{reg.model_name}/{version}",
+        result = {"run_id": run.info.run_id, "experiment_id": exp_id, "model_uri": f"models:/{reg.model_name}/{version}",
                   "logged_model_uri": info.model_uri, "model_name": reg.model_name, "version": version,
                   "aliases": [reg.challenger_alias] + ([reg.champion_alias] if decision.promote else []),
                   "champion_version": version if decision.promote else before.version,

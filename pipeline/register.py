@@ -88,7 +88,8 @@ def lineage_tags(root: Path, p: dict[str, Any]) -> dict[str, str]:
     hashes = dvc_hashes(root)
     for stage in LINEAGE_STAGES:
         for path, md5 in hashes.get(stage, {}).items():
-            tags[f"dvc.{stage}.{path}"] = md5
+            if "/plots/" not in f"/{path}":  # plot files follow from metrics: not lineage worth a tag
+                tags[f"dvc.{stage}.{path}"] = md5
     tags |= dvc_experiment()
     prov = cohort_provenance(root, p)
     tags["cohort.synthetic"] = str(bool(prov.get("synthetic", False))).lower()
@@ -301,6 +302,9 @@ def run(args: argparse.Namespace) -> int:
     if result.get("abandoned_runs_failed"):
         print(f"marked FAILED: runs left RUNNING by killed registrations {result['abandoned_runs_failed']}")
     print(f"champion is version {result['champion_version']}; tracking URI {result['tracking_uri']}")
+    if result["tracking_uri"].startswith("sqlite:"):
+        print(f"see it: `make ui`, then http://127.0.0.1:5000/#/experiments/{result['experiment_id']}/runs/"
+              f"{result['run_id']}?workflowType=machine_learning")
     return 0
 
 

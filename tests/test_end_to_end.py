@@ -462,7 +462,7 @@ def test_gate_refuses_a_deliberately_worse_model_and_keeps_the_champion(repro):
     p = yaml.safe_load(path.read_text())
     p["train"]["negative_control"] = True
     p["register"]["gates"] = {"min_auroc_ci_low": 0.55, "calibration_slope_range": [0.7, 1.3],
-                              "max_auroc_drop_vs_champion": 0.02}
+                              "max_auroc_drop_vs_champion": 0.02, "min_comparison_events": 5}
     path.write_text(yaml.safe_dump(p, sort_keys=False))
     run = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env,
                          capture_output=True, text=True)
