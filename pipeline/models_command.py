@@ -54,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "promote":
         if not args.version:
             raise RegistryError("promote needs --version (see `crs models list`)")
+        gate = (registry.version(args.version).tags or {}).get("gate.decision", "")
         after = registry.promote(str(args.version), alias)
         print(f"{name}: alias {alias} -> version {after.version} (promoted by hand; history {','.join(after.history)})")
+        if gate == "refused":
+            print(f"note: version {after.version} was refused by the promotion gates (see `crs models show "
+                  f"--version {after.version}`); `crs models rollback` undoes this")
     elif args.action == "rollback":
         version = registry.rollback(alias)
         print(f"{name}: alias {alias} rolled back to version {version}")
