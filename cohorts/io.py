@@ -65,6 +65,16 @@ def _optional(path: Path) -> pd.DataFrame | None:
 
 
 def write_cohort(cohort: Cohort, folder: Path | str) -> None:
+    """Write the cohort folder whole: into a temporary sibling folder that replaces `folder` in one
+    step when every table is written (a reader, or a run killed half-way, never sees a mixture)."""
+    from cohorts.atomic import atomic_folder
+
+    with atomic_folder(folder) as tmp:
+        write_tables(cohort, tmp)
+
+
+def write_tables(cohort: Cohort, folder: Path | str) -> None:
+    """The cohort's tables and provenance.json into `folder` as it is (see `write_cohort`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cohort.labs.to_parquet(folder / "labs.parquet", index=False)

@@ -103,14 +103,14 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from cohorts.atomic import AtomicFile
     from cohorts.schema import result_time_counts
 
     chunk = int(chunk_patients)
     codes = [*features.analytes, *features.covariate_analytes]
     turnaround = features.turnaround_map()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
+    target = AtomicFile(out)  # a unique temporary beside `out`, renamed over it only when whole
+    tmp = target.tmp
     writer = None
     counts: dict[str, Any] = {"patients": 0, "lab_rows": 0, "rows": 0}
     assumed: dict[str, dict[str, float]] = {}
@@ -132,13 +132,16 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
                 total["turnaround_hours"] = c["turnaround_hours"]
             if progress is not None:
                 progress(len(patients))
+    except BaseException:
+        target.discard()
+        raise
     finally:
         if writer is not None:
             writer.close()
     if writer is None:  # no patients at all: still a valid (empty) matrix
         features.build(pd.DataFrame(columns=LAB_READ_COLUMNS), pd.DataFrame({"patient_id": []}),
                        landmarks).to_parquet(tmp, index=False)
-    tmp.replace(out)
+    target.commit()
     counts["assumed_result_times"] = dict(sorted(assumed.items()))
     return counts
 

@@ -115,11 +115,13 @@ def ingest(fmt: str, path: Path | str, window_hours: tuple[float, float] = DEFAU
 
 
 def write_ingested(result: IngestResult, out: Path | str) -> None:
-    from cohorts.io import write_cohort
+    """The canonical tables, quarantine.parquet and validation.json, swapped in for `out` whole."""
+    from cohorts.atomic import atomic_folder
+    from cohorts.io import write_tables
 
-    out = Path(out)
-    write_cohort(result.cohort, out)
-    for path in result.passthrough:
-        shutil.copyfile(path, out / path.name)
-    result.quarantine.to_parquet(out / "quarantine.parquet", index=False)
-    (out / "validation.json").write_text(json.dumps(result.validation, indent=2, sort_keys=True) + "\n")
+    with atomic_folder(out) as tmp:
+        write_tables(result.cohort, tmp)
+        for path in result.passthrough:
+            shutil.copyfile(path, tmp / path.name)
+        result.quarantine.to_parquet(tmp / "quarantine.parquet", index=False)
+        (tmp / "validation.json").write_text(json.dumps(result.validation, indent=2, sort_keys=True) + "\n")
