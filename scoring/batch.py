@@ -2,15 +2,16 @@
 
 The model is loaded once from its URI (alias resolved to a version at the start, recorded in
 every row). Patients are scored in chunks with :func:`models.predict.predict_cohort` (the very
-code the registered pyfunc runs) and appended to a temporary file that is renamed to the final
-name only when every chunk is written and the counts reconcile: an interrupted or failed run
-never leaves a partial file under the final name.
+code the registered pyfunc runs) and written to a unique temporary file that is renamed to the
+final name only when every chunk is written and the counts reconcile: an interrupted, failed or
+killed (kill -9) run never leaves a partial file under the final name, and never leaves rows that
+a later run could pick up (cohorts.atomic). CSV cells that a spreadsheet would run as formulas
+are escaped (OWASP CSV injection; see `escape_formulas`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -226,18 +227,40 @@ def prefetched(chunks: Iterator, ahead: bool = True) -> Iterator:
 
 # ----------------------------------------------------------------------------- output
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: a spreadsheet may run these
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (starting with = + - @ tab or CR) get a
+    leading apostrophe, which spreadsheets show as text (OWASP "CSV injection"). Numbers are
+    left alone (a negative contribution stays a number). For CSV output only: Parquet is typed."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
+            text = values.astype("str")
+            risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool) & values.notna().to_numpy()
+            if risky.any():
+                out[col] = values.mask(risky, "'" + text)
+    return out
+
+
 class _Output:
-    """Append chunks to a temporary file beside `out`; `commit` renames it, `discard` removes it."""
+    """Write chunks to a unique temporary file beside `out` (never reused, never appended to by
+    another run); `commit` syncs it and renames it over `out`, `discard` removes it. A killed run
+    leaves only its temporary, which the next run removes (cohorts.atomic)."""
 
     def __init__(self, out: Path) -> None:
+        from cohorts.atomic import AtomicFile
+
         self.out = out
         self.kind = {".csv": "csv", ".parquet": "parquet"}.get(out.suffix.lower())
         if self.kind is None:
             raise ScoringError(f"--out must end in .csv or .parquet; got {out.name!r}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
         self.schema = output_schema()
-        self._writer = None
+        self._file = AtomicFile(out)
+        self.tmp = self._file.tmp
+        self._writer = None  # Parquet writer, or the CSV text stream
         self._rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -249,22 +272,25 @@ class _Output:
                 self._writer = pq.ParquetWriter(self.tmp, self.schema)
             self._writer.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
         else:
-            frame.to_csv(self.tmp, mode="a" if self._rows or self.tmp.exists() else "w",
-                         header=not self.tmp.exists(), index=False)
+            header = self._writer is None
+            if header:
+                self._writer = open(self.tmp, "w", newline="", encoding="utf-8")  # closed by commit/discard
+            # RFC 4180 line ends: a cell holding a carriage return is quoted, never split into two rows
+            escape_formulas(frame).to_csv(self._writer, header=header, index=False, lineterminator="\r\n")
         self._rows += len(frame)
 
     def commit(self) -> None:
         import pyarrow.parquet as pq
 
-        if self.kind == "parquet":
-            if self._writer is None:  # no rows: still a valid file with the columns
+        if self._writer is None:  # no rows: still a valid file with the columns
+            if self.kind == "parquet":
                 pq.write_table(self.schema.empty_table(), self.tmp)
             else:
-                self._writer.close()
-                self._writer = None
-        elif not self.tmp.exists():
-            pd.DataFrame(columns=self.schema.names).to_csv(self.tmp, index=False)
-        self.tmp.replace(self.out)
+                pd.DataFrame(columns=self.schema.names).to_csv(self.tmp, index=False, lineterminator="\r\n")
+        else:
+            self._writer.close()
+            self._writer = None
+        self._file.commit()
 
     def discard(self) -> None:
         if self._writer is not None:
@@ -273,7 +299,7 @@ class _Output:
             except Exception:  # closing a half-written file may fail too; it is removed either way
                 pass
             self._writer = None
-        self.tmp.unlink(missing_ok=True)
+        self._file.discard()
 
 
 def side_file(out: Path, what: str) -> Path:
@@ -349,6 +375,7 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
             bar.update(len(patients))
         if patients_read != source.n_patients or rows != patients_read * per_patient:
             raise RuntimeError(f"internal: read {patients_read} of {source.n_patients} patients, wrote {rows} rows")
+        side = _write_side_files(source, out)  # each atomic; the output itself is renamed last
         writer.commit()
     except BaseException:
         writer.discard()
@@ -364,15 +391,26 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
                "model": {"uri": model.uri, "name": model.name, "version": model.version, "alias": model.alias},
                "scored_at": scored_at, "out": str(out),
                "warnings": trained_range_warnings(model, landmarks, counts, landmark_tolerance_hours)}
-    if source.quarantine is not None:
-        qpath = side_file(out, "quarantine.parquet")
-        source.quarantine.to_parquet(qpath, index=False)
-        summary["quarantine"] = {"path": str(qpath), "rows": len(source.quarantine),
+    if side:
+        summary["quarantine"] = {"path": str(side[0]), "rows": len(source.quarantine),
                                  "patients_invalid_input": len(source.invalid_patients)}
-        if source.validation is not None:
-            side_file(out, "validation.json").write_text(json.dumps(source.validation, indent=2, sort_keys=True,
-                                                                    default=str) + "\n")
     return summary
+
+
+def _write_side_files(source: CohortSource, out: Path) -> list[Path]:
+    """What ingest said about the input (quarantine, validation report) beside the output, each written
+    atomically. Returns the paths written (quarantine first)."""
+    from cohorts.atomic import atomic_file, write_text
+
+    if source.quarantine is None:
+        return []
+    written = [side_file(out, "quarantine.parquet")]
+    with atomic_file(written[0]) as tmp:
+        source.quarantine.to_parquet(tmp, index=False)
+    if source.validation is not None:
+        written.append(side_file(out, "validation.json"))
+        write_text(written[1], json.dumps(source.validation, indent=2, sort_keys=True, default=str) + "\n")
+    return written
 
 
 def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = None,
