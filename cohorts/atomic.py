@@ -206,8 +206,8 @@ def _check_replaceable(path: Path) -> None:
         return
     if not path.is_dir():
         raise CohortError(f"The output {path} exists and is not a folder; give a folder name", file=str(path))
-    other = sorted(e.name for e in os.scandir(path)
-                   if e.is_dir() or not e.name.endswith(FOLDER_SUFFIXES))
+    other = sorted(e.name for e in os.scandir(path)  # hidden files (.DS_Store, ...) go with the folder
+                   if e.is_dir() or not (e.name.endswith(FOLDER_SUFFIXES) or e.name.startswith(".")))
     if other:
         raise CohortError(f"The output folder {path} holds {other[:3]}{' ...' if len(other) > 3 else ''}, which are "
                           "not cohort tables; it is replaced whole, so give a new folder (or empty this one)",
@@ -245,7 +245,8 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
 def atomic_folder(path: Path | str) -> Iterator[Path]:
     """Yield a new temporary sibling folder to write `path`'s files into; on success every file is
     synced and the folder swapped in for `path` whole; on any error it is removed and `path` is
-    left as it was. An existing `path` holding anything but tables (.parquet, .json) is refused."""
+    left as it was. An existing `path` holding anything but tables (.parquet, .json) and hidden
+    files (or any subfolder) is refused: it would be replaced whole."""
     path = Path(path)
     if path.is_symlink():
         path = path.resolve()
@@ -263,4 +264,20 @@ def atomic_folder(path: Path | str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_folder(beside: Path | str) -> Iterator[Path]:
+    """A locked temporary folder beside `beside` (same disk as the output, not /tmp), removed at the
+    end; one left by a killed run is removed by the next writer of `beside`, like any temporary."""
+    beside = Path(beside)
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(beside)
+    os.mkdir(tmp)
+    fd = _lock(tmp)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         os.close(fd)
