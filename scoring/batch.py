@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cohorts.errors import CohortError
@@ -120,8 +119,8 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
+    from cohorts.canonical_folder import open_parquet, read_table
     from features.chunks import iter_cohort_chunks
 
     folder = Path(folder)
@@ -134,11 +133,11 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
                                "written by `crs simulate` or `crs ingest`; other layouts need --format)",
                                file=str(folder / f"{name}.parquet"))
     try:
-        n = int(pq.ParquetFile(folder / "patients.parquet").metadata.num_rows)
+        n = int(open_parquet(folder / "patients.parquet").metadata.num_rows)
         invalid: set[str] = set()
         qpath = folder / "quarantine.parquet"
         if qpath.exists():
-            quarantined = set(pd.read_parquet(qpath, columns=["patient_id"])["patient_id"].dropna().astype(str))
+            quarantined = set(read_table(qpath, columns=["patient_id"])["patient_id"].dropna().astype(str))
             quarantined.discard("")
             if quarantined:
                 seen = ds.dataset(folder / "labs.parquet").to_table(
@@ -161,49 +160,21 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
     return CohortSource(n, chunks, invalid)
 
 
-def memory_source(labs: pd.DataFrame, patients: pd.DataFrame, events: pd.DataFrame | None,
-                  invalid: set[str] | None = None, quarantine: pd.DataFrame | None = None,
-                  validation: dict | None = None) -> CohortSource:
-    """Tables already in memory (e.g. from an ingest reader), split into patient chunks by id."""
-    patients = patients.assign(patient_id=patients["patient_id"].astype(str))
-    patients = patients.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
-    ids = pd.Index(patients["patient_id"])
-
-    def split(table: pd.DataFrame | None, size: int) -> tuple[np.ndarray, np.ndarray] | None:
-        if table is None:
-            return None
-        chunk = ids.get_indexer(table["patient_id"].astype(str)) // size  # -1 // size = -1: unknown patient
-        order = np.argsort(chunk, kind="stable")
-        return order, np.searchsorted(chunk[order], np.arange(-1, len(ids) // size + 2))
-
-    def chunks(size: int):
-        lab_split, ev_split = split(labs, size), split(events, size)
-        for k, first in enumerate(range(0, len(ids), size)):
-            order, bounds = lab_split
-            part_labs = labs.iloc[order[bounds[k + 1]:bounds[k + 2]]]
-            part_events = None
-            if ev_split is not None:
-                eo, eb = ev_split
-                part_events = events.iloc[eo[eb[k + 1]:eb[k + 2]]]
-            yield part_labs, patients.iloc[first:first + size].reset_index(drop=True), part_events
-
-    return CohortSource(len(ids), chunks, set(invalid or ()), quarantine, validation)
-
-
-def ingest_source(fmt: str, path: Path) -> CohortSource:
-    """Any supported format through the ingest readers; invalid rows go to the quarantine."""
-    from cohorts.ingest import ingest
+def ingest_source(fmt: str, path: Path, scratch: Path, codes: list[str]) -> CohortSource:
+    """Any supported format, streamed by the ingest readers into the folder `scratch` (bounded memory;
+    invalid rows go to its quarantine), then read one patient chunk at a time like a canonical folder."""
+    from cohorts.ingest.api import ingest_to_folder
 
     try:
-        result = ingest(fmt, path)
+        ingest_to_folder(fmt, path, scratch)
     except CohortError:
         raise
     except Exception as exc:  # a reader failing on an unreadable file is the user's input problem
         raise _read_error(Path(path), exc) from exc
-    c = result.cohort
-    quarantined = set(result.quarantine["patient_id"].dropna().astype(str)) - {""}
-    invalid = (quarantined & set(c.patients["patient_id"].astype(str))) - set(c.labs["patient_id"].astype(str))
-    return memory_source(c.labs, c.patients, c.events, invalid, result.quarantine, result.validation)
+    source = canonical_source(scratch, codes)
+    source.quarantine = pd.read_parquet(scratch / "quarantine.parquet")
+    source.validation = json.loads((scratch / "validation.json").read_text())
+    return source
 
 
 def prefetched(chunks: Iterator, ahead: bool = True) -> Iterator:
@@ -427,13 +398,15 @@ def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = N
     if not as_of_latest and not landmarks:  # default: the landmarks the model was trained on
         landmarks = [float(x) for x in model.bundle.meta["landmarks_hours"]]
     kf = model.bundle.features
+    codes = [*kf.analytes, *kf.covariate_analytes]
+    run = dict(landmarks=landmarks, as_of_latest=as_of_latest, reasons=reasons, chunk_patients=chunk_patients,
+               progress=progress, landmark_tolerance_hours=landmark_tolerance_hours)
     if fmt is None:
-        source = canonical_source(Path(cohort), [*kf.analytes, *kf.covariate_analytes])
-    else:
-        source = ingest_source(fmt, Path(cohort))
-    return score_source(source, model, out, landmarks=landmarks, as_of_latest=as_of_latest, reasons=reasons,
-                        chunk_patients=chunk_patients, progress=progress,
-                        landmark_tolerance_hours=landmark_tolerance_hours)
+        return score_source(canonical_source(Path(cohort), codes), model, out, **run)
+    from cohorts.atomic import scratch_folder
+
+    with scratch_folder(out) as scratch:  # the ingested tables, beside the output, removed at the end
+        return score_source(ingest_source(fmt, Path(cohort), scratch, codes), model, out, **run)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

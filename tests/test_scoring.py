@@ -263,7 +263,7 @@ def test_unreadable_cohort_and_bad_output_name_are_input_errors(tmp_path, model)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "patients.parquet").write_text("not parquet")
     (tmp_path / "c" / "labs.parquet").write_text("not parquet")
-    with pytest.raises(ScoringError, match="Cannot read the cohort"):
+    with pytest.raises(CohortError, match=r"Cannot read .*patients\.parquet as Parquet"):
         canonical_source(tmp_path / "c", ["IL6"])
     with pytest.raises(ScoringError, match=r"\.csv or \.parquet"):
         score_cohort(tmp_path / "c", "", tmp_path / "s.xlsx", model=model, landmarks=[24.0])
