@@ -18,7 +18,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=Path, default=None, help="the cohort folder (or file) to read, with --format (default: params.yaml `ingest`)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the canonical tables")
     p.add_argument("--chunk-rows", type=int, default=None,
-                   help="lab rows per streamed chunk (default: the readers' own, 1,000,000); bounds memory")
+                   help="lab rows per streamed chunk (default: the readers' own, 250,000); bounds memory")
 
 
 def ingest(fmt: str | None, input_path: Path | None, out: Path, chunk_rows: int | None = None) -> dict[str, Any]:

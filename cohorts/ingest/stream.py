@@ -77,6 +77,36 @@ class _Appender:
             self.writer = None
 
 
+class _Staged:
+    """One staging file of a patient range: Arrow IPC (lz4), appended chunk by chunk, read back whole
+    (written and read once, so no Parquet encoding and statistics)."""
+
+    def __init__(self, path: Path, schema) -> None:
+        self.path, self.schema, self.writer, self.rows = path, schema, None, 0
+
+    def append(self, table) -> None:
+        import pyarrow as pa
+
+        if self.writer is None:
+            options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None)
+            self.writer = pa.ipc.new_file(str(self.path), self.schema, options=options)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def read(self) -> pd.DataFrame:
+        import pyarrow as pa
+
+        if not self.rows:
+            return self.schema.empty_table().to_pandas()
+        with pa.OSFile(str(self.path)) as source:
+            return pa.ipc.open_file(source).read_all().to_pandas()
+
+
 @dataclass
 class Tally:
     """Counts added up chunk by chunk for validation.json."""
@@ -140,7 +170,6 @@ def stream_labs(source, out: Path, patients: pd.DataFrame, window: tuple[float, 
                 estimated_rows: int, progress: Callable[[int], None] | None = None) -> Tally:
     """Write out/labs.parquet and out/quarantine.parquet from the source's lab chunks (see module doc)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     labs_schema, staged_schema, q_schema = _schemas()
     tally = Tally()
@@ -150,7 +179,7 @@ def stream_labs(source, out: Path, patients: pd.DataFrame, window: tuple[float, 
     staging = out / ".staging"
     staging.mkdir()
     quarantine = _Appender(out / "quarantine.parquet", q_schema)
-    staged = [_Appender(staging / f"part-{i:04d}.parquet", staged_schema) for i in range(k)]
+    staged = [_Staged(staging / f"part-{i:04d}.arrow", staged_schema) for i in range(k)]
     try:
         for raw in _mark_cut_row(source.lab_chunks(), cut):
             part = harmonise_chunk(raw, source.lab_file, known, window, offset=tally.rows_in)
@@ -179,23 +208,22 @@ def stream_labs(source, out: Path, patients: pd.DataFrame, window: tuple[float, 
         if tally.rows_in == 0:
             raise CohortError("The labs table has no data rows", file=source.lab_file)
         labs_out = _Appender(out / "labs.parquet", labs_schema)
-        group: list[Path] = []
+        group: list[_Staged] = []
         rows = 0
         for s in [*staged, None]:
             if s is not None and (not group or rows + s.rows <= chunk_rows):
-                group.append(s.path)
+                group.append(s)
                 rows += s.rows
                 continue
             if group:
-                frame = pd.concat([pq.read_table(p).to_pandas() for p in group], ignore_index=True)
+                frame = pd.concat([g.read() for g in group], ignore_index=True)
                 _deduplicate(frame, lab_file, units_canonical, labs_out, quarantine, tally)
-            group, rows = ([s.path], s.rows) if s is not None else ([], 0)
+            group, rows = ([s], s.rows) if s is not None else ([], 0)
         labs_out.close()
         quarantine.close()
     finally:
         for s in staged:
-            if s.writer is not None:
-                s.writer.close()
+            s.close()
         shutil.rmtree(staging, ignore_errors=True)
     return tally
 
