@@ -20,6 +20,8 @@ import yaml
 
 from tests.conftest import MIX, ROOT
 
+pytestmark = pytest.mark.slow  # child processes killed and raced (~2 min); tests/test_atomic.py has the fast ones
+
 WRITE_TABLE = "pyarrow.parquet:ParquetWriter.write_table"  # every Parquet table written (pandas too)
 
 
