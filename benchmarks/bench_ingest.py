@@ -1,17 +1,40 @@
-"""Ingest throughput and peak memory: a 10-million-row long-format cohort as CSV and as Parquet.
+"""`crs ingest` throughput and peak memory at 0.5, 2 and 8 million lab rows (long format, CSV and Parquet).
 
-    python -m benchmarks.bench_ingest [--rows 10000000] [--dir /tmp/crs-bench-ingest]
+    python -m benchmarks.bench_ingest [--rows 500000,2000000,8000000] [--chunk-rows N] [--repeat 3]
+                                      [--dir /tmp/crs-bench-ingest] [--baseline SRC]
 
 The input is generated (vectorised) to look like a site export: analyte names and units as people
 write them (IL-6 / Interleukin 6, CRP in mg/dL, x10^3/uL, ...), 1% text values such as '<1.5' and
-'2,5', 0.1% unknown analytes, 0.1% duplicates. Each ingest runs in a fresh process, so its peak
-RSS is its own. Reported: seconds, lab rows/second, rows out/quarantined, peak RSS.
+'2,5', 0.1% unknown analytes, 0.1% duplicates, 100 rows per patient. Each ingest runs what
+`crs ingest` runs (streamed into a temporary folder swapped in whole) in a fresh process, so its
+peak RSS (ru_maxrss) is its own. `--baseline SRC` (an exported tree of another commit, e.g.
+`git archive main | tar -x -C SRC`) runs that commit's own `bench_ingest --one` alternately with
+ours, so both see the same machine load. Reported: best-of-`repeat` seconds and rows/s, highest
+peak RSS.
 
-Measured 2026-11-27 (commit d152b42), 2 vCPU Xeon, 23 GB RAM, other jobs running (load average ~3.6),
-10,000,000 rows (labs.csv 410 MiB, labs.parquet 89 MiB), 1,000,000-row chunks:
-  CSV      43.3 s   231,155 rows/s   peak RSS 2,671 MiB   9,967,511 out, 32,489 quarantined
-  Parquet  39.3 s   254,596 rows/s   peak RSS 2,670 MiB   (same rows)
-The same run while the test suite used the other core: CSV 103 s (96,869 rows/s), Parquet 40 s.
+Measured 2026-11-29 05:00-05:45 UTC on this project's 2-core / 24 GiB machine, SHARED (other
+engineers' test suites ran throughout, 1-min load average 8-14 on 2 cores: absolute speeds swing
+up to 5x between minutes; the A/B pairs are comparable with each other). "before" = main at
+da2f403 (every chunk harmonised and concatenated in memory, de-duplicated and written at the end);
+"after" = this streamed ingest, default 250,000-row chunks. Best of 3, alternating:
+
+| lab rows | input | before: s | before: rows/s | before: peak RSS | after: s | after: rows/s | after: peak RSS |
+|---|---|---|---|---|---|---|---|
+| 500,000 | CSV | 4.4 | 114,782 | 350 MiB | 6.1 | 82,286 | 444 MiB |
+| 500,000 | Parquet | 3.6 | 138,772 | 389 MiB | 5.1 | 97,784 | 454 MiB |
+| 2,000,000 | CSV | 19.3 | 103,480 | 800 MiB | 23.0 | 86,795 | 439 MiB |
+| 2,000,000 | Parquet | 14.0 | 143,002 | 841 MiB | 21.4 | 93,387 | 486 MiB |
+| 8,000,000 | CSV | 63.1 | 126,689 | 2,142 MiB | 96.0 | 83,336 | 496 MiB |
+| 8,000,000 | Parquet | 64.1 | 124,777 | 2,266 MiB | 98.3 | 81,409 | 531 MiB |
+
+Peak RSS no longer grows with the input (x16 rows: 444 -> 531 MiB, allocator high-water: three
+8 M ingests in one process peak at 577, 619, 619 MiB); it is set by --chunk-rows (one chunk being
+harmonised, then one staging group of at most --chunk-rows rows being de-duplicated) plus the
+patients table. The price is speed: ~0.65-0.85x the in-memory ingest (smaller chunks, and every
+accepted row staged to disk and read back once).
+With `--chunk-rows 1000000` (one A/B pair at 8 M rows, same session): CSV 84.6 s / 919 MiB vs
+75.4 s / 2,139 MiB before; Parquet 79.5 s / 1,010 MiB vs 72.9 s / 2,189 MiB (0.9x the speed, less
+than half the memory): larger chunks buy speed with memory, and neither grows with the input.
 """
 
 from __future__ import annotations
@@ -26,6 +49,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import print_table
 
 # (name as written, unit as written, typical value in that unit)
 WRITTEN = [("IL-6", "pg/mL", 20), ("Interleukin 6", "ng/L", 20), ("IFN-gamma", "pg/mL", 10), ("CRP", "mg/L", 30),
@@ -70,15 +95,15 @@ def generate(folder: Path, rows: int, seed: int = 1) -> None:
             pq.write_table(patients, sub / "patients.parquet")
 
 
-def one(folder: Path) -> dict:
-    from cohorts.ingest import ingest, write_ingested
+def one(folder: Path, chunk_rows: int) -> dict:
+    from cohorts.atomic import atomic_folder
+    from cohorts.ingest.api import ingest_to_folder
 
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result = ingest("long", folder)
-        write_ingested(result, out)
+        with atomic_folder(Path(tmp) / "cohort") as out:
+            v = ingest_to_folder("long", folder, out, chunk_rows=chunk_rows)
         seconds = time.perf_counter() - t0
-    v = result.validation
     return {"input": folder.name, "rows_in": v["rows_in"], "rows_out": v["rows_out"],
             "rows_quarantined": v["rows_quarantined"], "seconds": round(seconds, 1),
             "rows_per_s": round(v["rows_in"] / seconds),
@@ -86,30 +111,55 @@ def one(folder: Path) -> dict:
             "by_reason": v["by_reason"]}
 
 
+def _run(folder: Path, chunk_rows: int | None, cwd: Path | None = None) -> dict:
+    """One measurement in a fresh process; with `cwd` (an exported source tree, e.g. `git archive`
+    of an older commit) that tree's own `bench_ingest --one` runs instead."""
+    cmd = [sys.executable, "-m", "benchmarks.bench_ingest", "--one", str(folder)]
+    if chunk_rows is not None:
+        cmd += ["--chunk-rows", str(chunk_rows)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=10_000_000)
-    ap.add_argument("--dir", type=Path, default=None, help="keep the generated input here")
+    ap.add_argument("--rows", default="500000,2000000,8000000", help="lab row counts, comma-separated")
+    ap.add_argument("--chunk-rows", type=int, default=None, help="default: the ingest default (CHUNK_ROWS)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per size and format (best time, highest RSS)")
+    ap.add_argument("--dir", type=Path, default=None, help="keep the generated inputs here (one folder per size)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="an exported source tree of another commit: its runs alternate with ours (A/B)")
     ap.add_argument("--one", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.chunk_rows is None:
+        from cohorts.ingest.source import CHUNK_ROWS
+
+        args.chunk_rows = CHUNK_ROWS
     if args.one is not None:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(one(args.one, args.chunk_rows)))
         return
+    rows_list = [int(x) for x in args.rows.split(",") if x.strip()]
+    variants = {"this": (args.chunk_rows, None)} | ({"baseline": (None, args.baseline)} if args.baseline else {})
+    table = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.dir or Path(tmp)
-        t0 = time.perf_counter()
-        if not (folder / "parquet" / "labs.parquet").exists():
-            generate(folder, args.rows)
-        print(f"input: {args.rows} lab rows generated in {time.perf_counter() - t0:.0f}s; "
-              f"labs.csv {(folder / 'csv' / 'labs.csv').stat().st_size / 2**20:.0f} MiB, "
-              f"labs.parquet {(folder / 'parquet' / 'labs.parquet').stat().st_size / 2**20:.0f} MiB",
-              flush=True)
-        for kind in ("csv", "parquet"):
-            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_ingest", "--one", str(folder / kind)],
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
-                raise SystemExit(out.stderr[-3000:])
-            print(json.dumps(json.loads(out.stdout.strip().splitlines()[-1])), flush=True)
+        for rows in rows_list:
+            folder = (args.dir or Path(tmp)) / f"r{rows}"
+            if not (folder / "parquet" / "labs.parquet").exists():
+                generate(folder, rows)
+            for kind in ("csv", "parquet"):
+                runs: dict[str, list[dict]] = {name: [] for name in variants}
+                for _ in range(args.repeat):  # alternate, so both see the same machine load
+                    for name, (chunk, cwd) in variants.items():
+                        runs[name].append(_run(folder / kind, chunk, cwd))
+                        print(name, json.dumps(runs[name][-1]), flush=True)
+                for name, measured in runs.items():
+                    best = min(measured, key=lambda r: r["seconds"])
+                    table.append({"code": name, "rows": f"{rows:,}", "input": kind, "seconds": best["seconds"],
+                                  "rows_per_s": f"{best['rows_per_s']:,}",
+                                  "peak_rss_mib": f"{max(r['peak_rss_mib'] for r in measured):,}"})
+    print_table(table)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from cohorts.errors import CohortError
-from cohorts.schema import canonical_events, canonical_grades, canonical_labs, canonical_patients
+from cohorts.schema import (
+    canonical_events,
+    canonical_grades,
+    canonical_labs,
+    canonical_patients,
+    known_patients,
+)
 
 
 @dataclass
@@ -46,13 +52,15 @@ def read_cohort(folder: Path | str) -> Cohort:
     provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
     labs = canonical_labs(tables["labs"], file=str(folder / "labs.parquet"))
     patients = canonical_patients(tables["patients"], file=str(folder / "patients.parquet"))
-    unknown = ~labs["patient_id"].isin(patients["patient_id"])
-    if unknown.any():
-        raise CohortError(f"Lab rows for patient {labs['patient_id'][unknown].iloc[0]!r} "
-                          "who is not in patients.parquet", file=str(folder / "labs.parquet"),
-                          row=int(labs["source_row"][unknown].iloc[0]), column="patient_id")
-    return Cohort(labs, patients, canonical_events(events, file=str(events_path)) if events is not None else None,
-                  provenance, canonical_grades(grades, file=str(grades_path)))
+    ids = patients["patient_id"]
+    known_patients(labs, ids, "Lab", str(folder / "labs.parquet"))
+    events = canonical_events(events, file=str(events_path)) if events is not None else None
+    if events is not None:
+        known_patients(events, ids, "Event", str(events_path))
+    grades = canonical_grades(grades, file=str(grades_path))
+    if grades is not None:
+        known_patients(grades, ids, "Grade", str(grades_path))
+    return Cohort(labs, patients, events, provenance, grades)
 
 
 def _optional(path: Path) -> pd.DataFrame | None:
@@ -65,6 +73,16 @@ def _optional(path: Path) -> pd.DataFrame | None:
 
 
 def write_cohort(cohort: Cohort, folder: Path | str) -> None:
+    """Write the cohort folder whole: into a temporary sibling folder that replaces `folder` in one
+    step when every table is written (a reader, or a run killed half-way, never sees a mixture)."""
+    from cohorts.atomic import atomic_folder
+
+    with atomic_folder(folder) as tmp:
+        write_tables(cohort, tmp)
+
+
+def write_tables(cohort: Cohort, folder: Path | str) -> None:
+    """The cohort's tables and provenance.json into `folder` as it is (see `write_cohort`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cohort.labs.to_parquet(folder / "labs.parquet", index=False)

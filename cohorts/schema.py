@@ -32,46 +32,115 @@ def _missing(frame: pd.DataFrame, required: list[str], table: str, file: str | N
             file=file, column=absent[0])
 
 
-def _first_bad(mask: pd.Series, frame: pd.DataFrame) -> int:
-    idx = frame.index[mask.to_numpy()][0]
-    if "source_row" in frame.columns and pd.notna(frame.loc[idx, "source_row"]):
-        return int(frame.loc[idx, "source_row"])
-    return int(np.flatnonzero(mask.to_numpy())[0])
+def _first_bad(mask, frame: pd.DataFrame, row_numbers=None) -> int:
+    """The row number (in the file the table came from, counted from 0) of the first True in `mask`:
+    the position in `frame`, or `row_numbers[position]` when the frame is a part of a bigger table."""
+    position = int(np.flatnonzero(np.asarray(mask, dtype=bool))[0])
+    return position if row_numbers is None else int(np.asarray(row_numbers)[position])
 
 
-def canonical_labs(labs: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
-    """Check and coerce a labs table to canonical dtypes; raise CohortError naming the first bad row."""
+def time_window() -> tuple[float, float] | None:
+    """Plausible sample and result times around infusion, in hours: params.yaml
+    `ingest.time_window_hours`, the window ingest quarantines by; a canonical table is held to it too.
+    None where no params.yaml exists at all (a registered model's code served outside any project,
+    which checks the window its bundle carries, if any)."""
+    from crs_settings import load_params, params_path
+
+    if not params_path().is_file():
+        return None
+    lo, hi = (float(x) for x in load_params()["ingest"]["time_window_hours"])
+    return lo, hi
+
+
+def patient_ids(frame: pd.DataFrame, table: str, file: str | None = None, row_numbers=None) -> pd.Series:
+    """`patient_id` as text; an empty id (null or blank) is an error, never the text 'None' or 'nan'."""
+    pid = frame["patient_id"]
+    text = pid.astype(str)
+    empty = pid.isna().to_numpy() | (text.str.strip() == "").to_numpy()
+    if empty.any():
+        raise CohortError(f"A row of the {table} table has an empty patient_id", file=file,
+                          row=_first_bad(empty, frame, row_numbers), column="patient_id")
+    return text
+
+
+def optional_numbers(frame: pd.DataFrame, col: str, file: str | None = None, row_numbers=None) -> pd.Series:
+    """A numeric column where empty means unknown: anything given must be a finite number."""
+    raw = frame[col]
+    num = pd.to_numeric(raw, errors="coerce").astype("float64")
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        given = raw.notna().to_numpy()
+    else:
+        text = raw.astype("string").str.strip()
+        given = (text.notna() & (text != "")).to_numpy()
+    bad = given & ~np.isfinite(num.to_numpy())
+    if bad.any():
+        raise CohortError(f"Column '{col}' must be a finite number or empty (unknown); found {raw[bad].iloc[0]!r}",
+                          file=file, row=_first_bad(bad, frame, row_numbers), column=col)
+    return num
+
+
+def known_patients(table: pd.DataFrame, ids, what: str, file: str | None = None,
+                   patients_file: str = "patients.parquet", row_numbers=None) -> None:
+    """Every row of `table` (labs, events) belongs to a patient of the patients table."""
+    unknown = ~table["patient_id"].isin(ids).to_numpy()
+    if unknown.any():
+        raise CohortError(f"{what} rows for patient {table['patient_id'][unknown].iloc[0]!r} who is not in "
+                          f"{patients_file}", file=file, row=_first_bad(unknown, table, row_numbers),
+                          column="patient_id")
+
+
+def canonical_labs(labs: pd.DataFrame, file: str | None = None, *, window: tuple[float, float] | None = None,
+                   row_numbers=None) -> pd.DataFrame:
+    """Check and coerce a labs table to canonical dtypes; raise CohortError naming the first bad row
+    (`row_numbers`: each row's number in its file, when `labs` is a part of it) and column."""
     _missing(labs, ["patient_id", "analyte", "hours_since_infusion", "value"], "labs", file)
     out = pd.DataFrame(index=labs.index)
-    out["patient_id"] = labs["patient_id"].astype(str)
+    out["patient_id"] = patient_ids(labs, "labs", file, row_numbers)
     known = set(analyte_codes())
     analyte = labs["analyte"].astype(str)
     bad = ~analyte.isin(known)
     if bad.any():
         raise CohortError(
             f"Unknown analyte code {analyte[bad].iloc[0]!r}; canonical codes are {sorted(known)}",
-            file=file, row=_first_bad(bad, labs), column="analyte")
+            file=file, row=_first_bad(bad, labs, row_numbers), column="analyte")
     out["analyte"] = analyte
     for col in ("hours_since_infusion", "value"):
         num = pd.to_numeric(labs[col], errors="coerce")
         bad = num.isna() | ~np.isfinite(num.astype(float))
         if bad.any():
             raise CohortError(f"Column '{col}' must be a finite number; found {labs[col][bad].iloc[0]!r}",
-                              file=file, row=_first_bad(bad, labs), column=col)
+                              file=file, row=_first_bad(bad, labs, row_numbers), column=col)
         out[col] = num.astype("float64")
+    lo, hi = window or time_window() or (-np.inf, np.inf)
+    hours = out["hours_since_infusion"]
+    bad = (hours < lo) | (hours > hi)
+    if bad.any():
+        raise CohortError(f"Sample time {hours[bad].iloc[0]:g} h is outside the plausible window {lo:g} to {hi:g} h "
+                          "around infusion (params.yaml ingest.time_window_hours; `crs ingest` quarantines "
+                          "such rows)", file=file, row=_first_bad(bad, labs, row_numbers),
+                          column="hours_since_infusion")
+    bad = out["value"] < 0
+    if bad.any():
+        raise CohortError(f"A concentration or count cannot be negative; found {out['value'][bad].iloc[0]:g}",
+                          file=file, row=_first_bad(bad, labs, row_numbers), column="value")
     censor = labs["censor"].fillna("").astype(str) if "censor" in labs else pd.Series("", index=labs.index)
     bad = ~censor.isin(CENSOR_VALUES)
     if bad.any():
         raise CohortError(f"Column 'censor' must be '', '<' or '>'; found {censor[bad].iloc[0]!r}",
-                          file=file, row=_first_bad(bad, labs), column="censor")
+                          file=file, row=_first_bad(bad, labs, row_numbers), column="censor")
     out["censor"] = censor
     if "resulted_hours" in labs:
-        out["resulted_hours"] = pd.to_numeric(labs["resulted_hours"], errors="coerce").astype("float64")
+        out["resulted_hours"] = optional_numbers(labs, "resulted_hours", file, row_numbers)
+        bad = out["resulted_hours"] > hi
+        if bad.any():
+            raise CohortError(f"Result time {out['resulted_hours'][bad].iloc[0]:g} h is after the plausible window "
+                              f"{lo:g} to {hi:g} h around infusion (params.yaml ingest.time_window_hours)",
+                              file=file, row=_first_bad(bad, labs, row_numbers), column="resulted_hours")
         bad = out["resulted_hours"] < out["hours_since_infusion"]
         if bad.any():
             raise CohortError("A result cannot be available before its sample was drawn "
                               "(resulted_hours < hours_since_infusion)",
-                              file=file, row=_first_bad(bad, labs), column="resulted_hours")
+                              file=file, row=_first_bad(bad, labs, row_numbers), column="resulted_hours")
     else:
         out["resulted_hours"] = np.nan
     out["source_row"] = (pd.to_numeric(labs["source_row"], errors="coerce").astype("int64")
@@ -79,18 +148,18 @@ def canonical_labs(labs: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def canonical_patients(patients: pd.DataFrame, file: str | None = None) -> pd.DataFrame:
+def canonical_patients(patients: pd.DataFrame, file: str | None = None, *, row_numbers=None) -> pd.DataFrame:
     _missing(patients, PATIENT_REQUIRED, "patients", file)
     out = patients.copy()
-    out["patient_id"] = out["patient_id"].astype(str)
+    out["patient_id"] = patient_ids(patients, "patients", file, row_numbers)
     dup = out["patient_id"].duplicated()
     if dup.any():
         raise CohortError(f"Patient {out['patient_id'][dup].iloc[0]!r} appears more than once",
-                          file=file, row=int(np.flatnonzero(dup.to_numpy())[0]), column="patient_id")
+                          file=file, row=_first_bad(dup, out, row_numbers), column="patient_id")
     for col in ("age_years", "weight_kg", "tumor_burden", "crs_max_grade", "crs_onset_hours",
                 "severe_onset_hours", "followup_hours"):
         if col in out:
-            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+            out[col] = optional_numbers(out, col, file, row_numbers)
     for col in ("therapy", "disease", "sex", "grading"):
         if col in out:
             out[col] = out[col].astype(str)
@@ -103,20 +172,27 @@ def canonical_patients(patients: pd.DataFrame, file: str | None = None) -> pd.Da
     return out.reset_index(drop=True)
 
 
-def canonical_events(events: pd.DataFrame | None, file: str | None = None) -> pd.DataFrame:
+def canonical_events(events: pd.DataFrame | None, file: str | None = None, *, row_numbers=None) -> pd.DataFrame:
     if events is None or events.empty:
         return pd.DataFrame({"patient_id": pd.Series(dtype=str), "event": pd.Series(dtype=str),
                              "hours_since_infusion": pd.Series(dtype="float64"),
                              "dose": pd.Series(dtype="float64"), "dose_unit": pd.Series(dtype=str)})
     _missing(events, ["patient_id", "event", "hours_since_infusion"], "events", file)
     out = events.copy()
-    out["patient_id"] = out["patient_id"].astype(str)
+    out["patient_id"] = patient_ids(events, "events", file, row_numbers)
     out["event"] = out["event"].astype(str)
-    out["hours_since_infusion"] = pd.to_numeric(out["hours_since_infusion"], errors="coerce").astype("float64")
+    hours = pd.to_numeric(out["hours_since_infusion"], errors="coerce").astype("float64")
+    bad = ~np.isfinite(hours.to_numpy())
+    if bad.any():
+        raise CohortError(f"Column 'hours_since_infusion' must be a finite number; found "
+                          f"{events['hours_since_infusion'][bad].iloc[0]!r}", file=file,
+                          row=_first_bad(bad, events, row_numbers), column="hours_since_infusion")
+    out["hours_since_infusion"] = hours
     return out.reset_index(drop=True)
 
 
-def canonical_grades(grades: pd.DataFrame | None, file: str | None = None) -> pd.DataFrame | None:
+def canonical_grades(grades: pd.DataFrame | None, file: str | None = None, *,
+                     row_numbers=None) -> pd.DataFrame | None:
     """patient_id, hours_since_infusion, grade (float; NaN = ungraded record). None stays None (no table).
 
     The grade is on the cohort's grading scale. A table without `grade` but with the simulator's
@@ -128,18 +204,18 @@ def canonical_grades(grades: pd.DataFrame | None, file: str | None = None) -> pd
     if "grade" not in frame and "grade_astct" in frame:
         frame = frame.rename(columns={"grade_astct": "grade"})
     _missing(frame, GRADE_COLUMNS, "grades", file)
-    out = pd.DataFrame({"patient_id": frame["patient_id"].astype(str).to_numpy(),
+    out = pd.DataFrame({"patient_id": patient_ids(frame, "grades", file, row_numbers).to_numpy(),
                         "hours_since_infusion": pd.to_numeric(frame["hours_since_infusion"], errors="coerce")
                         .to_numpy("float64", na_value=np.nan),
                         "grade": pd.to_numeric(frame["grade"], errors="coerce").to_numpy("float64", na_value=np.nan)})
     bad = ~np.isfinite(out["hours_since_infusion"].to_numpy())
     if bad.any():
         raise CohortError("Column 'hours_since_infusion' of the grades table must be a finite number",
-                          file=file, row=int(np.flatnonzero(bad)[0]), column="hours_since_infusion")
+                          file=file, row=_first_bad(bad, frame, row_numbers), column="hours_since_infusion")
     bad = out["grade"].notna() & ~out["grade"].between(0, 5)
     if bad.any():
         raise CohortError(f"A CRS grade must be 0-5; found {out['grade'][bad].iloc[0]!r}",
-                          file=file, row=int(np.flatnonzero(bad.to_numpy())[0]), column="grade")
+                          file=file, row=_first_bad(bad, frame, row_numbers), column="grade")
     return out
 
 

@@ -32,50 +32,102 @@ def iter_cohort_chunks(folder: Path | str, chunk_patients: int = 50_000,
     """
     import pyarrow.dataset as ds
 
-    from cohorts.schema import (
-        canonical_events,
-        canonical_grades,
-        canonical_labs,
-        canonical_patients,
-    )
+    from cohorts import canonical_folder as cf
+    from cohorts.schema import canonical_grades, canonical_patients
 
     folder = Path(folder)
-    patients = pd.read_parquet(folder / "patients.parquet")
+    patients_path, labs_path, events_path = (folder / f"{n}.parquet" for n in ("patients", "labs", "events"))
+    patients = cf.read_table(patients_path)
     if validate:
-        patients = canonical_patients(patients, file=str(folder / "patients.parquet"))
+        patients = canonical_patients(patients, file=str(patients_path))
     patients = patients.assign(patient_id=patients["patient_id"].astype(str))
     patients = patients.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
-    labs_ds = ds.dataset(folder / "labs.parquet", format="parquet")
+    labs_ds = cf.dataset(labs_path)
     columns = [c for c in LAB_READ_COLUMNS if c in labs_ds.schema.names]
-    events_path = folder / "events.parquet"
-    events_ds = ds.dataset(events_path, format="parquet") if events_path.exists() else None
+    events_ds = cf.dataset(events_path) if events_path.exists() else None
     grades_path = folder / "grades.parquet"
-    grades_ds = ds.dataset(grades_path, format="parquet") if with_grades and grades_path.exists() else None
+    grades_ds = cf.dataset(grades_path) if with_grades and grades_path.exists() else None
     ids = patients["patient_id"]
     lab_id, event_id = _string_id(labs_ds), _string_id(events_ds) if events_ds is not None else None
     grade_id = _string_id(grades_ds) if grades_ds is not None else None
+    check_labs = check_events = check_grades = None
+    if validate:
+        check_labs, check_events, check_grades = _checks(folder, pd.Index(ids))
+        for path, data, table in ((labs_path, labs_ds, "labs"), (events_path, events_ds, "events"),
+                                  (grades_path, grades_ds, "grades")):
+            if data is not None:  # a range filter never reads a null id: found here instead
+                cf.no_empty_ids(path, table)
+        if not len(patients):  # no chunk at all: still no row of an unknown patient
+            cf.locate(labs_path, check_labs, columns)
+            for path, data, check in ((events_path, events_ds, check_events), (grades_path, grades_ds, check_grades)):
+                if data is not None:
+                    cf.locate(path, check)
     for first in range(0, len(patients), chunk_patients):
         stop = min(first + chunk_patients, len(patients))
-        lo, hi = ids.iloc[first], ids.iloc[stop - 1]
-        in_range = (lab_id >= lo) & (lab_id <= hi)
-        lab_filter = in_range if analytes is None else in_range & ds.field("analyte").isin(list(analytes))
-        labs = labs_ds.to_table(filter=lab_filter, columns=columns).to_pandas()
+        # contiguous ranges [first id of this chunk, first id of the next): every row is read by exactly
+        # one chunk, so a row of a patient missing from patients.parquet is seen (and refused), never skipped
+        lo = ids.iloc[first] if first > 0 else None
+        nxt = ids.iloc[stop] if stop < len(patients) else None
+        lab_filter = _id_range(lab_id, lo, nxt)
+        if analytes is not None:
+            wanted = ds.field("analyte").isin(list(analytes))
+            lab_filter = wanted if lab_filter is None else lab_filter & wanted
+        labs = cf.to_pandas(labs_ds, lab_filter, columns, labs_path)
         if validate:
-            labs = canonical_labs(labs, file=str(folder / "labs.parquet"))
+            keep = None if analytes is None else (lambda f: f["analyte"].astype(str).isin(list(analytes)).to_numpy())
+            labs = cf.checked(labs, labs_path, check_labs, columns, keep)
         events = None
         if events_ds is not None:
-            events = events_ds.to_table(filter=(event_id >= lo) & (event_id <= hi)).to_pandas()
+            events = cf.to_pandas(events_ds, _id_range(event_id, lo, nxt), path=events_path)
             if validate:
-                events = canonical_events(events, file=str(events_path))
+                events = cf.checked(events, events_path, check_events)
         part = patients.iloc[first:stop].reset_index(drop=True)
         if not with_grades:
             yield labs, part, events
             continue
         grades = None
         if grades_ds is not None:
-            grades = canonical_grades(grades_ds.to_table(filter=(grade_id >= lo) & (grade_id <= hi)).to_pandas(),
-                                      file=str(grades_path))
+            grades = cf.to_pandas(grades_ds, _id_range(grade_id, lo, nxt), path=grades_path)
+            grades = (cf.checked(grades, grades_path, check_grades) if validate
+                      else canonical_grades(grades, file=str(grades_path)))
         yield labs, part, events, grades
+
+
+def _id_range(field, lo: str | None, nxt: str | None):
+    """lo <= id < nxt (either bound may be absent); None when both are."""
+    parts = [*([field >= lo] if lo is not None else []), *([field < nxt] if nxt is not None else [])]
+    return None if not parts else parts[0] if len(parts) == 1 else parts[0] & parts[1]
+
+
+def _checks(folder: Path, ids: pd.Index):
+    """The canonical checks of one lab / event / grade chunk: cohorts.schema, as `read_cohort` runs them."""
+    from cohorts.schema import (
+        canonical_events,
+        canonical_grades,
+        canonical_labs,
+        known_patients,
+        time_window,
+    )
+
+    window = time_window()
+    labs_file, events_file, grades_file = (str(folder / f"{n}.parquet") for n in ("labs", "events", "grades"))
+
+    def labs(frame: pd.DataFrame, rows) -> pd.DataFrame:
+        out = canonical_labs(frame, file=labs_file, window=window, row_numbers=rows)
+        known_patients(out, ids, "Lab", labs_file, row_numbers=rows)
+        return out
+
+    def events(frame: pd.DataFrame, rows) -> pd.DataFrame:
+        out = canonical_events(frame, file=events_file, row_numbers=rows)
+        known_patients(out, ids, "Event", events_file, row_numbers=rows)
+        return out
+
+    def grades(frame: pd.DataFrame, rows) -> pd.DataFrame:
+        out = canonical_grades(frame, file=grades_file, row_numbers=rows)
+        known_patients(out, ids, "Grade", grades_file, row_numbers=rows)
+        return out
+
+    return labs, events, grades
 
 
 def _string_id(dataset):
@@ -103,14 +155,14 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from cohorts.atomic import AtomicFile
     from cohorts.schema import result_time_counts
 
     chunk = int(chunk_patients)
     codes = [*features.analytes, *features.covariate_analytes]
     turnaround = features.turnaround_map()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
+    target = AtomicFile(out)  # a unique temporary beside `out`, renamed over it only when whole
+    tmp = target.tmp
     writer = None
     counts: dict[str, Any] = {"patients": 0, "lab_rows": 0, "rows": 0}
     assumed: dict[str, dict[str, float]] = {}
@@ -132,13 +184,16 @@ def featurize_folder(folder: Path | str, out: Path | str, features: Any, landmar
                 total["turnaround_hours"] = c["turnaround_hours"]
             if progress is not None:
                 progress(len(patients))
+    except BaseException:
+        target.discard()
+        raise
     finally:
         if writer is not None:
             writer.close()
     if writer is None:  # no patients at all: still a valid (empty) matrix
         features.build(pd.DataFrame(columns=LAB_READ_COLUMNS), pd.DataFrame({"patient_id": []}),
                        landmarks).to_parquet(tmp, index=False)
-    tmp.replace(out)
+    target.commit()
     counts["assumed_result_times"] = dict(sorted(assumed.items()))
     return counts
 

@@ -34,6 +34,8 @@ class SevereCrsModel(PythonModel):
 
         params = params or {}
         labs, patients, events = from_model_input(model_input)
+        window = self.bundle.meta.get("time_window_hours")  # else params.yaml's, where there is one
+        validate_model_input(model_input, labs, patients, events, tuple(window) if window else None)
         accepted = inspect.signature(predict_cohort).parameters
         kwargs = {"events": events}
         as_of = str(params.get("as_of", "") or "")
@@ -47,6 +49,27 @@ class SevereCrsModel(PythonModel):
         if "reasons" in accepted and params.get("reasons"):
             kwargs["reasons"] = str(params["reasons"])
         return predict_cohort(self.bundle, labs, patients, landmarks, **kwargs)
+
+
+def validate_model_input(frame: pd.DataFrame, labs: pd.DataFrame, patients: pd.DataFrame,
+                         events: pd.DataFrame | None, window: tuple[float, float] | None = None) -> None:
+    """The canonical-table checks every entry point runs (cohorts.schema), on the split model input;
+    a problem raises CohortError naming its row in the input frame (counted from 0) and column."""
+    import numpy as np
+
+    from cohorts.schema import canonical_events, canonical_labs, canonical_patients, patient_ids
+
+    def text(col: str) -> pd.Series:
+        return frame[col].fillna("").astype(str) if col in frame else pd.Series("", index=frame.index)
+
+    where = "model input"
+    ids = patient_ids(frame.reset_index(drop=True), "model input", where)  # before a null became 'None'
+    first_rows = np.flatnonzero(~ids.duplicated().to_numpy())  # the patients table is in first-seen order
+    canonical_patients(patients, file=where, row_numbers=first_rows)
+    canonical_labs(labs, file=where, window=window,
+                   row_numbers=np.flatnonzero((text("analyte") != "").to_numpy()))
+    if events is not None:
+        canonical_events(events, file=where, row_numbers=np.flatnonzero((text("event") != "").to_numpy()))
 
 
 mlflow.models.set_model(SevereCrsModel())

@@ -37,11 +37,10 @@ def featurize(cohort_dir: Path, landmarks: list[float] | None, out: Path) -> dic
     f = configuration()["featurize"]
     landmarks = landmarks or parse_landmarks(f["landmarks_hours"])
     # no events.parquet = treatments not recorded: features say "unknown" (NaN), not "not given"
-    import pyarrow.parquet as pq
-
+    from cohorts.canonical_folder import open_parquet
     from crs_settings.progress import Progress
 
-    total = int(pq.ParquetFile(cohort_dir / "patients.parquet").metadata.num_rows)
+    total = int(open_parquet(cohort_dir / "patients.parquet").metadata.num_rows)  # unreadable: one clear error
     with Progress(total, unit="patients", desc="crs featurize") as bar:
         return featurize_folder(cohort_dir, out, KineticFeatures.from_params(f), landmarks,
                                 chunk_patients=int(f["read_chunk_patients"]), progress=bar.update)

@@ -18,13 +18,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=Path, default=None, help="the cohort folder (or file) to read, with --format (default: params.yaml `ingest`)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the canonical tables")
     p.add_argument("--chunk-rows", type=int, default=None,
-                   help="lab rows per streamed chunk (default: the readers' own, 1,000,000)")
+                   help="lab rows per streamed chunk (default: the readers' own, 250,000); bounds memory")
 
 
 def ingest(fmt: str | None, input_path: Path | None, out: Path, chunk_rows: int | None = None) -> dict[str, Any]:
+    from cohorts.atomic import atomic_folder
     from cohorts.errors import CohortError
-    from cohorts.ingest import ingest as run_ingest
-    from cohorts.ingest import write_ingested
+    from cohorts.ingest.api import ingest_to_folder
     from cohorts.ingest.source import CHUNK_ROWS
     from crs_settings import project_root
     from pipeline.common import configuration, relative
@@ -49,20 +49,13 @@ def ingest(fmt: str | None, input_path: Path | None, out: Path, chunk_rows: int 
     window = tuple(float(x) for x in section["time_window_hours"])
     from crs_settings.progress import Progress
 
-    with Progress(None, unit="lab rows", desc="crs ingest") as bar:
-        result = run_ingest(fmt, input_path, window, chunk_rows or CHUNK_ROWS, progress=bar.update)
-    if root is not None:  # keep outputs free of machine-specific absolute paths inside the project
-        result.validation["input"] = relative(result.validation["input"], root)
-        result.cohort.provenance["ingest"]["input"] = result.validation["input"]
-        result.validation["lab_file"] = relative(result.validation["lab_file"], root)
-        for key in ("patients_file", "path"):
-            if key in result.cohort.provenance:
-                result.cohort.provenance[key] = relative(result.cohort.provenance[key], root)
-        if len(result.quarantine):  # the quarantine names each row's file: the same, relative
-            files = result.quarantine["file"].astype(str)
-            result.quarantine["file"] = files.map({f: relative(f, root) for f in files.unique()})
-    write_ingested(result, out)
-    return result.validation
+    def name_file(path: str) -> str:  # keep outputs free of machine-specific absolute paths inside the project
+        return relative(path, root) if root is not None else path
+
+    # the old cohort or the new one, never a mixture (even under kill -9)
+    with Progress(None, unit="lab rows", desc="crs ingest") as bar, atomic_folder(out) as tmp:
+        return ingest_to_folder(fmt, input_path, tmp, window, CHUNK_ROWS if chunk_rows is None else chunk_rows,
+                                name_file, progress=bar.update)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,14 +32,17 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def simulate(patients: int, seed: int, out: Path, chunk_size: int | None = None, world: str | None = None,
              central: bool = False) -> dict[str, int]:
+    """Written into a temporary sibling folder swapped in for `out` whole: a run killed while
+    overwriting a cohort leaves the old cohort or the new one, never a mixture."""
+    from cohorts.atomic import atomic_folder
     from cohorts.simulate import write_simulated_cohort
     from crs_settings.progress import Progress
     from pipeline.common import configuration
 
     sim = configuration()["simulate"]
     world_seed = sim.get("world_seed")
-    with Progress(patients, unit="patients", desc="crs simulate") as bar:
-        return write_simulated_cohort(out, patients, seed, dict(sim["therapy_mix"]),
+    with Progress(patients, unit="patients", desc="crs simulate") as bar, atomic_folder(out) as tmp:
+        return write_simulated_cohort(tmp, patients, seed, dict(sim["therapy_mix"]),
                                       int(chunk_size or sim["chunk_size"]), site_mix=dict(sim["site_mix"]),
                                       world=str(world or sim.get("world", "default")),
                                       randomise=bool(sim.get("randomise", True)) and not central,

@@ -2,15 +2,16 @@
 
 The model is loaded once from its URI (alias resolved to a version at the start, recorded in
 every row). Patients are scored in chunks with :func:`models.predict.predict_cohort` (the very
-code the registered pyfunc runs) and appended to a temporary file that is renamed to the final
-name only when every chunk is written and the counts reconcile: an interrupted or failed run
-never leaves a partial file under the final name.
+code the registered pyfunc runs) and written to a unique temporary file that is renamed to the
+final name only when every chunk is written and the counts reconcile: an interrupted, failed or
+killed (kill -9) run never leaves a partial file under the final name, and never leaves rows that
+a later run could pick up (cohorts.atomic). CSV cells that a spreadsheet would run as formulas
+are escaped (OWASP CSV injection; see `escape_formulas`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cohorts.errors import CohortError
@@ -128,8 +128,8 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
+    from cohorts.canonical_folder import open_parquet, read_table
     from features.chunks import iter_cohort_chunks
 
     folder = Path(folder)
@@ -142,11 +142,11 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
                                "written by `crs simulate` or `crs ingest`; other layouts need --format)",
                                file=str(folder / f"{name}.parquet"))
     try:
-        n = int(pq.ParquetFile(folder / "patients.parquet").metadata.num_rows)
+        n = int(open_parquet(folder / "patients.parquet").metadata.num_rows)
         invalid: set[str] = set()
         qpath = folder / "quarantine.parquet"
         if qpath.exists():
-            quarantined = set(pd.read_parquet(qpath, columns=["patient_id"])["patient_id"].dropna().astype(str))
+            quarantined = set(read_table(qpath, columns=["patient_id"])["patient_id"].dropna().astype(str))
             quarantined.discard("")
             if quarantined:
                 seen = ds.dataset(folder / "labs.parquet").to_table(
@@ -169,49 +169,21 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
     return CohortSource(n, chunks, invalid)
 
 
-def memory_source(labs: pd.DataFrame, patients: pd.DataFrame, events: pd.DataFrame | None,
-                  invalid: set[str] | None = None, quarantine: pd.DataFrame | None = None,
-                  validation: dict | None = None) -> CohortSource:
-    """Tables already in memory (e.g. from an ingest reader), split into patient chunks by id."""
-    patients = patients.assign(patient_id=patients["patient_id"].astype(str))
-    patients = patients.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
-    ids = pd.Index(patients["patient_id"])
-
-    def split(table: pd.DataFrame | None, size: int) -> tuple[np.ndarray, np.ndarray] | None:
-        if table is None:
-            return None
-        chunk = ids.get_indexer(table["patient_id"].astype(str)) // size  # -1 // size = -1: unknown patient
-        order = np.argsort(chunk, kind="stable")
-        return order, np.searchsorted(chunk[order], np.arange(-1, len(ids) // size + 2))
-
-    def chunks(size: int):
-        lab_split, ev_split = split(labs, size), split(events, size)
-        for k, first in enumerate(range(0, len(ids), size)):
-            order, bounds = lab_split
-            part_labs = labs.iloc[order[bounds[k + 1]:bounds[k + 2]]]
-            part_events = None
-            if ev_split is not None:
-                eo, eb = ev_split
-                part_events = events.iloc[eo[eb[k + 1]:eb[k + 2]]]
-            yield part_labs, patients.iloc[first:first + size].reset_index(drop=True), part_events
-
-    return CohortSource(len(ids), chunks, set(invalid or ()), quarantine, validation)
-
-
-def ingest_source(fmt: str, path: Path) -> CohortSource:
-    """Any supported format through the ingest readers; invalid rows go to the quarantine."""
-    from cohorts.ingest import ingest
+def ingest_source(fmt: str, path: Path, scratch: Path, codes: list[str]) -> CohortSource:
+    """Any supported format, streamed by the ingest readers into the folder `scratch` (bounded memory;
+    invalid rows go to its quarantine), then read one patient chunk at a time like a canonical folder."""
+    from cohorts.ingest.api import ingest_to_folder
 
     try:
-        result = ingest(fmt, path)
+        ingest_to_folder(fmt, path, scratch)
     except CohortError:
         raise
     except Exception as exc:  # a reader failing on an unreadable file is the user's input problem
         raise _read_error(Path(path), exc) from exc
-    c = result.cohort
-    quarantined = set(result.quarantine["patient_id"].dropna().astype(str)) - {""}
-    invalid = (quarantined & set(c.patients["patient_id"].astype(str))) - set(c.labs["patient_id"].astype(str))
-    return memory_source(c.labs, c.patients, c.events, invalid, result.quarantine, result.validation)
+    source = canonical_source(scratch, codes)
+    source.quarantine = pd.read_parquet(scratch / "quarantine.parquet")
+    source.validation = json.loads((scratch / "validation.json").read_text())
+    return source
 
 
 def prefetched(chunks: Iterator, ahead: bool = True) -> Iterator:
@@ -235,18 +207,40 @@ def prefetched(chunks: Iterator, ahead: bool = True) -> Iterator:
 
 # ----------------------------------------------------------------------------- output
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: a spreadsheet may run these
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (starting with = + - @ tab or CR) get a
+    leading apostrophe, which spreadsheets show as text (OWASP "CSV injection"). Numbers are
+    left alone (a negative contribution stays a number). For CSV output only: Parquet is typed."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
+            text = values.astype("str")
+            risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool) & values.notna().to_numpy()
+            if risky.any():
+                out[col] = values.mask(risky, "'" + text)
+    return out
+
+
 class _Output:
-    """Append chunks to a temporary file beside `out`; `commit` renames it, `discard` removes it."""
+    """Write chunks to a unique temporary file beside `out` (never reused, never appended to by
+    another run); `commit` syncs it and renames it over `out`, `discard` removes it. A killed run
+    leaves only its temporary, which the next run removes (cohorts.atomic)."""
 
     def __init__(self, out: Path) -> None:
+        from cohorts.atomic import AtomicFile
+
         self.out = out
         self.kind = {".csv": "csv", ".parquet": "parquet"}.get(out.suffix.lower())
         if self.kind is None:
             raise ScoringError(f"--out must end in .csv or .parquet; got {out.name!r}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
         self.schema = output_schema()
-        self._writer = None
+        self._file = AtomicFile(out)
+        self.tmp = self._file.tmp
+        self._writer = None  # Parquet writer, or the CSV text stream
         self._rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -258,22 +252,25 @@ class _Output:
                 self._writer = pq.ParquetWriter(self.tmp, self.schema)
             self._writer.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
         else:
-            frame.to_csv(self.tmp, mode="a" if self._rows or self.tmp.exists() else "w",
-                         header=not self.tmp.exists(), index=False)
+            header = self._writer is None
+            if header:
+                self._writer = open(self.tmp, "w", newline="", encoding="utf-8")  # closed by commit/discard
+            # RFC 4180 line ends: a cell holding a carriage return is quoted, never split into two rows
+            escape_formulas(frame).to_csv(self._writer, header=header, index=False, lineterminator="\r\n")
         self._rows += len(frame)
 
     def commit(self) -> None:
         import pyarrow.parquet as pq
 
-        if self.kind == "parquet":
-            if self._writer is None:  # no rows: still a valid file with the columns
+        if self._writer is None:  # no rows: still a valid file with the columns
+            if self.kind == "parquet":
                 pq.write_table(self.schema.empty_table(), self.tmp)
             else:
-                self._writer.close()
-                self._writer = None
-        elif not self.tmp.exists():
-            pd.DataFrame(columns=self.schema.names).to_csv(self.tmp, index=False)
-        self.tmp.replace(self.out)
+                pd.DataFrame(columns=self.schema.names).to_csv(self.tmp, index=False, lineterminator="\r\n")
+        else:
+            self._writer.close()
+            self._writer = None
+        self._file.commit()
 
     def discard(self) -> None:
         if self._writer is not None:
@@ -282,7 +279,7 @@ class _Output:
             except Exception:  # closing a half-written file may fail too; it is removed either way
                 pass
             self._writer = None
-        self.tmp.unlink(missing_ok=True)
+        self._file.discard()
 
 
 def side_file(out: Path, what: str) -> Path:
@@ -358,6 +355,7 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
             bar.update(len(patients))
         if patients_read != source.n_patients or rows != patients_read * per_patient:
             raise RuntimeError(f"internal: read {patients_read} of {source.n_patients} patients, wrote {rows} rows")
+        side = _write_side_files(source, out)  # each atomic; the output itself is renamed last
         writer.commit()
     except BaseException:
         writer.discard()
@@ -373,15 +371,26 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
                "model": {"uri": model.uri, "name": model.name, "version": model.version, "alias": model.alias},
                "scored_at": scored_at, "out": str(out),
                "warnings": trained_range_warnings(model, landmarks, counts, landmark_tolerance_hours)}
-    if source.quarantine is not None:
-        qpath = side_file(out, "quarantine.parquet")
-        source.quarantine.to_parquet(qpath, index=False)
-        summary["quarantine"] = {"path": str(qpath), "rows": len(source.quarantine),
+    if side:
+        summary["quarantine"] = {"path": str(side[0]), "rows": len(source.quarantine),
                                  "patients_invalid_input": len(source.invalid_patients)}
-        if source.validation is not None:
-            side_file(out, "validation.json").write_text(json.dumps(source.validation, indent=2, sort_keys=True,
-                                                                    default=str) + "\n")
     return summary
+
+
+def _write_side_files(source: CohortSource, out: Path) -> list[Path]:
+    """What ingest said about the input (quarantine, validation report) beside the output, each written
+    atomically. Returns the paths written (quarantine first)."""
+    from cohorts.atomic import atomic_file, write_text
+
+    if source.quarantine is None:
+        return []
+    written = [side_file(out, "quarantine.parquet")]
+    with atomic_file(written[0]) as tmp:
+        source.quarantine.to_parquet(tmp, index=False)
+    if source.validation is not None:
+        written.append(side_file(out, "validation.json"))
+        write_text(written[1], json.dumps(source.validation, indent=2, sort_keys=True, default=str) + "\n")
+    return written
 
 
 def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = None,
@@ -398,13 +407,15 @@ def score_cohort(cohort: Path, model_uri: str, out: Path, *, fmt: str | None = N
     if not as_of_latest and not landmarks:  # default: the landmarks the model was trained on
         landmarks = [float(x) for x in model.bundle.meta["landmarks_hours"]]
     kf = model.bundle.features
+    codes = [*kf.analytes, *kf.covariate_analytes]
+    run = dict(landmarks=landmarks, as_of_latest=as_of_latest, reasons=reasons, chunk_patients=chunk_patients,
+               progress=progress, landmark_tolerance_hours=landmark_tolerance_hours)
     if fmt is None:
-        source = canonical_source(Path(cohort), [*kf.analytes, *kf.covariate_analytes])
-    else:
-        source = ingest_source(fmt, Path(cohort))
-    return score_source(source, model, out, landmarks=landmarks, as_of_latest=as_of_latest, reasons=reasons,
-                        chunk_patients=chunk_patients, progress=progress,
-                        landmark_tolerance_hours=landmark_tolerance_hours)
+        return score_source(canonical_source(Path(cohort), codes), model, out, **run)
+    from cohorts.atomic import scratch_folder
+
+    with scratch_folder(out) as scratch:  # the ingested tables, beside the output, removed at the end
+        return score_source(ingest_source(fmt, Path(cohort), scratch, codes), model, out, **run)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

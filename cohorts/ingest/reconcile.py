@@ -80,7 +80,11 @@ def extend_followup(patients: pd.DataFrame, labs: pd.DataFrame) -> pd.DataFrame:
 def result_time_report(labs: pd.DataFrame, notes: list[str]) -> dict[str, Any]:
     """Per analyte: rows without a result time and how many the registry's default turnaround will
     place later than the draw (featurize.assume_turnaround_hours can override it per analyte)."""
-    counts = result_time_counts(labs, default_turnaround_hours())
+    return result_time_note(result_time_counts(labs, default_turnaround_hours()), notes)
+
+
+def result_time_note(counts: dict[str, dict[str, float]], notes: list[str]) -> dict[str, Any]:
+    """The note for `counts` (cohorts.schema.result_time_counts, possibly added up chunk by chunk)."""
     delayed = {a: c["assumed_later_than_draw"] for a, c in counts.items() if c["assumed_later_than_draw"]}
     if delayed:
         notes.append("rows without a result time are assumed available at draw + the analyte's "
@@ -116,17 +120,17 @@ def canonical_lab_table(labs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)  # input order (the duplicate rule sorted by input position)
 
 
-def validation_report(rows_in: int, labs: pd.DataFrame, quarantine: pd.DataFrame,
-                      in_by_analyte: pd.Series, extra: dict[str, Any]) -> dict[str, Any]:
-    by_reason = quarantine["reason"].value_counts().sort_index()
-    out_by = labs["analyte"].value_counts()
-    q_code = quarantine["analyte_code"].replace("", "(unrecognised)")
-    q_by = q_code.value_counts()
-    analytes = sorted(set(in_by_analyte.index) | set(out_by.index) | set(q_by.index))
-    by_analyte = {a: {"in": int(in_by_analyte.get(a, 0)), "out": int(out_by.get(a, 0)),
+def report_from_counts(counts: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """validation.json from counts added up chunk by chunk (cohorts.ingest.stream.Tally): rows in, out
+    and quarantined, by reason and by analyte; raises if they do not reconcile."""
+    by_reason = counts.q_by_reason.sort_index()
+    out_by, q_by, in_by = counts.out_by_analyte, counts.q_by_code, counts.in_by_analyte
+    analytes = sorted(set(in_by.index) | set(out_by.index) | set(q_by.index))
+    by_analyte = {a: {"in": int(in_by.get(a, 0)), "out": int(out_by.get(a, 0)),
                       "quarantined": int(q_by.get(a, 0))} for a in analytes}
     report = {
-        "rows_in": int(rows_in), "rows_out": int(len(labs)), "rows_quarantined": int(len(quarantine)),
+        "rows_in": int(counts.rows_in), "rows_out": int(counts.rows_out),
+        "rows_quarantined": int(counts.rows_quarantined),
         "by_reason": {str(k): int(v) for k, v in by_reason.items()},
         "by_analyte": by_analyte,
         "reasons_explained": {k: REASONS[k] for k in by_reason.index if k in REASONS},

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 250_000  # lab rows per streamed chunk: ~0.6 GiB peak whatever the input size (benchmarks/bench_ingest.py)
 
 
 @dataclass

@@ -179,4 +179,38 @@ def read_all(path: Path, dtype: dict[str, object] | None = None,
              rename: dict[str, str] | None = None) -> pd.DataFrame:
     """A small table (patients, DM, EX, AE, ...) in one piece."""
     chunks = list(iter_chunks(path, 1_000_000, dtype, rename))
-    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+    table = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+    if len(table) and ends_cut(path):
+        raise CohortError("The file does not end with a line break, so its last row may have been cut short "
+                          "(an interrupted copy or download); export it again, or end the file with a line "
+                          "break if that row is complete", file=str(path), row=len(table) - 1)
+    return table
+
+
+def ends_cut(path: Path) -> bool:
+    """A CSV file whose last byte is not a line break: its last row may be cut mid-value ('408.0' -> '40')."""
+    if path.suffix.lower() != ".csv":
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        if fh.tell() == 0:
+            return False
+        fh.seek(-1, 2)
+        return fh.read(1) not in (b"\n", b"\r")
+
+
+def estimate_rows(path: Path) -> int:
+    """Data rows in a table, exact for Parquet and SAS transport, from the line length of the first
+    MiB for CSV (sizes the streamed ingest's staging; never used as a count)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return int(_parquet(path).metadata.num_rows)
+    if suffix == ".xpt":
+        return int(getattr(_xpt_reader(path, 1), "nobs", 0) or path.stat().st_size // 80)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    lines = head.count(b"\n")
+    if len(head) >= size:
+        return max(0, lines - 1)
+    return int(size * max(lines, 1) / max(len(head), 1))
