@@ -49,6 +49,12 @@ class ModelBundle:
     meta: dict[str, Any]
 
     @property
+    def kinetic(self):
+        """The full kinetic feature transformer underneath (the compact families wrap one): what the
+        published scores (m-EASIX, EASIX) and other comparators read, whichever family won."""
+        return getattr(self.features, "kinetic", self.features)
+
+    @property
     def family(self) -> str:
         """The candidate family that won the selection (models saved before it existed: xgb_full)."""
         return str(self.meta.get("family", "xgb_full"))

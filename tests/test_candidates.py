@@ -44,6 +44,12 @@ def rows(matrix):
     return training_rows(matrix)
 
 
+@pytest.fixture(scope="module")
+def prior(rows):
+    """A small prior fitted on the test cohort itself (the real one comes from the pretrain stage)."""
+    return pretrain(rows, KineticFeatures(), {**XGB, "max_depth": 3, "validation_fraction": 0.25}, seed=5)
+
+
 # ----------------------------------------------------------------------------- selection rule
 
 
@@ -254,8 +260,7 @@ def test_continued_boosting_reproduces_the_prior_at_zero_rounds_and_moves_toward
     assert before < 0.6 < 0.75 < after
 
 
-def test_pretrained_family_with_zero_local_rounds_is_the_prior(rows, matrix):
-    prior = pretrain(rows, KineticFeatures(), {**XGB, "max_depth": 3, "validation_fraction": 0.25}, seed=5)
+def test_pretrained_family_with_zero_local_rounds_is_the_prior(rows, matrix, prior):
     fitted = fit_selected(rows, KineticFeatures(), _cfg(["xgb_pretrained"], prior=prior, pretrained_rounds=(0,)))
     assert fitted.family == "xgb_pretrained" and fitted.settings["local_rounds"] == 0
     eligible = matrix[matrix["eligible"]]
@@ -292,3 +297,41 @@ def test_each_family_alone_uses_the_selection_folds(rows):
     assert selected == alone.family and set(fits) == {"xgb_compact", "gblinear_compact"}
     np.testing.assert_array_equal(fits[selected].margin(rows), alone.margin(rows))
     assert fits[selected].calibration == alone.calibration
+
+
+def test_every_family_saves_loads_scores_and_explains(tmp_path, rows, matrix, small_cohort, prior):
+    """Whichever family wins, the bundle round-trips, passes the serving schema check, scores the
+    canonical tables with drivers that add up to the margin, and external validation computes the
+    published scores from the full kinetic features (not from a compact or standardised input)."""
+    from cohorts.io import Cohort
+    from models.baselines import m_easix
+    from models.external import external_predictions
+    from models.predict import predict_cohort
+    from scoring.batch import check_schema
+
+    _, fits = fit_each(rows, KineticFeatures(), _cfg(list(candidates.SIMPLICITY), prior=prior))
+    assert set(fits) == set(candidates.SIMPLICITY)
+    eligible = matrix[matrix["eligible"]].head(300)
+    cohort = Cohort(labs=small_cohort.labs, patients=small_cohort.patients, events=small_cohort.events)
+    for name, fit in fits.items():
+        meta = {"family": name, "landmarks_hours": LANDMARKS, "n_events": 1, "n_rows": 10,
+                "operating_threshold": fit.threshold}
+        bundle = ModelBundle(fit.booster, fit.features, fit.calibration, meta)
+        bundle.save(tmp_path / name)
+        back = ModelBundle.load(tmp_path / name)
+        check_schema(back)
+        assert back.family == name
+        np.testing.assert_array_equal(back.margin(back.features.transform(eligible)), fit.margin(eligible))
+        values, bias, shown = back.explain(eligible)
+        np.testing.assert_allclose(values.sum(axis=1) + bias, fit.margin(eligible), atol=1e-4)
+        assert shown.shape == values.shape and not any(c.endswith(MISSING_SUFFIX) for c in shown.columns)
+        out = predict_cohort(back, small_cohort.labs, small_cohort.patients, [48.0], events=small_cohort.events,
+                             reasons="all")
+        scored = out[out["status"] == "scored"]
+        assert len(scored) > 50 and scored["probability"].between(0, 1).all()
+        assert (scored["driver_1_text"].str.len() > 0).mean() > 0.9, name
+        ext = external_predictions(back, cohort, [48.0])
+        full = KineticFeatures().fit(rows)
+        expected = m_easix(full.transform(matrix[matrix["eligible"] & matrix["label"].notna()
+                                                 & (matrix["landmark_hours"] == 48.0)]))
+        np.testing.assert_allclose(ext["m_easix"].to_numpy(), expected, equal_nan=True)
