@@ -2,7 +2,9 @@
 patients drawn from ONE simulated site world (several worlds, several draws each) go through the
 whole training (nested CV + selection inside each outer fold + final selection and fit, params.yaml
 `train`, the committed pretrained prior); an independent 20,000-patient cohort of the same world is
-scored. Per landmark, test AUROC of: the selected model; each candidate family fitted alone the same
+scored. Per landmark, test AUROC of: the selected model; the model the same rule selects when the
+prior is not a candidate (`selected_without_prior`: what a cohort unlike the simulator leaves to local
+families); each candidate family fitted alone the same
 way (its own inner tuning and calibration on all training rows); the best single marker (the one
 feature with the best AUROC on the training rows at that landmark, its direction and missing-value
 median taken from them); m-EASIX as published (rows with its inputs); and an oracle (the same
@@ -125,6 +127,7 @@ def run_world(world_index: int, sizes: list[int], draws: int, out_path: Path, te
     from crs_settings import load_params
     from features.transformer import KineticFeatures
     from models.baselines import m_easix
+    from models.candidates import select_family
     from models.crossval import fit_each, fit_selected, outer_cross_validation
     from models.pretrained import PretrainedPrior
     from models.train_config import TrainConfig
@@ -178,8 +181,11 @@ def run_world(world_index: int, sizes: list[int], draws: int, out_path: Path, te
             kin = KineticFeatures(**features.get_params()).fit(train)
             X_train, X_test = kin.transform(train), kin.transform(test)
             y_train = train["label"].to_numpy().astype(int)
+            inner = fits[selected].candidates_inner_auroc
+            local = {k: v for k, v in inner.items() if k != "xgb_pretrained"}
+            selected_local = select_family(local, cfg.selection_tolerance) if local else selected
             scores = {"selected": fits[selected].margin(test), **{k: f.margin(test) for k, f in fits.items()},
-                      "m_easix": m_easix(X_test)}
+                      "selected_without_prior": fits[selected_local].margin(test), "m_easix": m_easix(X_test)}
             by_L = per_landmark(test, scores)
             oof_by_L = per_landmark(train, {"oof_selected": oof["probability"].to_numpy()})
             for L in by_L:
@@ -190,6 +196,7 @@ def run_world(world_index: int, sizes: list[int], draws: int, out_path: Path, te
                                 "oracle": oracle_by_L.get(L, float("nan")),
                                 "oof_selected": oof_by_L.get(L, {}).get("oof_selected", float("nan"))})
             _append(out_path, {"world": world["name"], "patients": n, "draw": d, "selected": selected,
+                               "selected_without_prior": selected_local, "candidates_inner_auroc": inner,
                                "families_per_fold": oof.groupby("fold")["family"].first().tolist(),
                                "events_rows": int(y_train.sum()), "by_landmark": by_L,
                                "seconds": round(time.perf_counter() - t1, 1)})
@@ -214,8 +221,8 @@ def summarise(path: Path) -> str:
             rows.append({"patients": r["patients"], "landmark": float(L), "world": r["world"], "draw": r["draw"],
                          "selected_family": r["selected"], **{k: v[k] for k in v if k != "best_single_feature"}})
     t = pd.DataFrame(rows)
-    cols = [c for c in ["selected", "xgb_full", "xgb_compact", "gblinear_compact", "xgb_pretrained", "best_single",
-                        "m_easix", "oracle", "oof_selected"] if c in t]
+    cols = [c for c in ["selected", "selected_without_prior", "xgb_full", "xgb_compact", "gblinear_compact",
+                        "xgb_pretrained", "best_single", "m_easix", "oracle", "oof_selected"] if c in t]
     table = t.groupby(["patients", "landmark"])[cols].mean().round(3)
     t["sel_minus_single"] = t["selected"] - t["best_single"]
     t["oracle_minus_sel"] = t["oracle"] - t["selected"]

@@ -246,7 +246,10 @@ class XgbPretrained:
         s = result.settings
         booster = continue_boosting(prior.booster, prior.features.transform(part.rows), part.y, s["params"],
                                     s["local_rounds"])
-        chosen = {k: s["params"][k] for k in ("max_depth", "min_child_weight", "reg_lambda", "learning_rate")}
+        # the local trees' settings matter only when there are local trees
+        chosen = {"local_rounds": s["local_rounds"],
+                  **({k: s["params"][k] for k in ("max_depth", "min_child_weight", "reg_lambda", "learning_rate")}
+                     if s["local_rounds"] else {})}
         return FamilyFit(self.name, prior.features, booster,
                          {"chosen_params": chosen, "n_rounds": prior.n_trees + s["local_rounds"],
                           "local_rounds": s["local_rounds"], "prior_trees": prior.n_trees,

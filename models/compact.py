@@ -168,6 +168,13 @@ class CompactFeatures:
     def spec(self):
         return self.kinetic.spec()
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else the serving path asks of the feature transformer (its build settings) is
+        the wrapped KineticFeatures': one landmark matrix for every family."""
+        if name.startswith("_") or name == "kinetic":
+            raise AttributeError(name)
+        return getattr(self.kinetic, name)
+
     def build(self, labs: pd.DataFrame, patients: pd.DataFrame, landmarks: list[float],
               events: pd.DataFrame | None = None, **kwargs: Any) -> pd.DataFrame:
         return self.kinetic.build(labs, patients, landmarks, events=events, **kwargs)
