@@ -1,13 +1,14 @@
-"""Per-row drivers of a prediction: the top-k TreeSHAP contributions, as sentences a clinician reads.
+"""Per-row drivers of a prediction: the top-k contributions, as sentences a clinician reads.
 
-Contributions are XGBoost's own TreeSHAP (`pred_contribs`) on the margin, i.e. log-odds of
-grade >=3 CRS before calibration: for each row they add up, with the bias, to the margin. They
-stay on that scale in the `driver_i_contribution` columns (for machines). The sentences carry no
-log-odds: the measured fact in the analyte's unit or as a multiple of the patient's own reference
-value, then "raises risk" / "lowers risk" by so many percentage points of the calibrated
-probability (:func:`percentage_points`), e.g. "IL-6 39× its pre-infusion value: raises risk by
-8.2 percentage points". A driver compares this patient with the average training patient, so a
-rise can "lower risk" when typical patients at that time had larger rises.
+Contributions are XGBoost's own `pred_contribs` on the margin, i.e. log-odds of grade >=3 CRS
+before calibration (:meth:`models.bundle.ModelBundle.explain`): TreeSHAP for tree families, exact
+coefficient × standardised value for the linear family. For each row they add up, with the bias,
+to the margin. They stay on that scale in the `driver_i_contribution` columns (for machines). The
+sentences carry no log-odds: the measured fact in the analyte's unit or as a multiple of the
+patient's own reference value, then "raises risk" / "lowers risk" by so many percentage points of
+the calibrated probability (:func:`percentage_points`), e.g. "IL-6 39× its pre-infusion value:
+raises risk by 8.2 percentage points". A driver compares this patient with the average training
+patient, so a rise can "lower risk" when typical patients at that time had larger rises.
 Selection is vectorised (one argpartition over the contribution matrix); Python only formats
 the final strings of the rows that get drivers.
 
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.vocabulary import readable_name
+from models.bundle import contributions  # noqa: F401  (drivers are these contributions)
 
 TOP_K = 3
 _VALUE_KINDS = ("baseline", "latest", "max_since_infusion")  # values in the analyte's canonical unit
@@ -66,16 +68,6 @@ def parse_reasons(text: str | None, default_threshold: float) -> ReasonsPolicy:
         if 0.0 <= p <= 1.0:
             return ReasonsPolicy(p)
     raise CohortError(f"--reasons must be all, none or above:P with P a probability in [0, 1]; got {text!r}")
-
-
-def contributions(booster, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(values [n, p], bias [n]) on the log-odds scale, from XGBoost's `pred_contribs`."""
-    from models.bundle import dmatrix
-
-    if len(X) == 0:
-        return np.empty((0, X.shape[1])), np.empty(0)
-    contribs = booster.predict(dmatrix(X), pred_contribs=True)
-    return contribs[:, :-1], contribs[:, -1]
 
 
 def top_indices(values: np.ndarray, k: int = TOP_K) -> np.ndarray:
@@ -289,12 +281,13 @@ def _references(X: pd.DataFrame, codes: set[str]) -> list[dict[str, str]]:
 
 def driver_frame(values: np.ndarray, X: pd.DataFrame, feature_names: Sequence[str], k: int = TOP_K, *,
                  margin: np.ndarray | None = None, calibration: dict | None = None,
-                 context: dict | None = None) -> pd.DataFrame:
+                 context: dict | None = None, references: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per row of X: driver_i_feature / _contribution / _text (i = 1..k) and top_drivers.
 
     `_contribution` stays on the log-odds scale (for machines); the text gives the effect in
     percentage points of the probability when the rows' `margin` and the model's `calibration`
-    are given (:func:`percentage_points`), else only its direction.
+    are given (:func:`percentage_points`), else only its direction. `references`: rows (same order)
+    carrying the `<analyte>__ref_is_fallback` flags when X does not (a compact model's input).
     """
     n = len(X)
     idx = top_indices(values, k)
@@ -305,7 +298,7 @@ def driver_frame(values: np.ndarray, X: pd.DataFrame, feature_names: Sequence[st
     contrib = np.take_along_axis(values, idx, axis=1) if n else np.empty((0, kk))
     raw = np.take_along_axis(X.to_numpy("float64"), idx, axis=1) if n else np.empty((0, kk))
     codes = {str(f).split("__", 1)[0] for f in names if "__" in str(f)}
-    refs = _references(X, codes)
+    refs = _references(X if references is None else references.reset_index(drop=True), codes)
     base = dict(context or {})
     out: dict[str, np.ndarray] = {}
     texts = []

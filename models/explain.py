@@ -1,4 +1,5 @@
-"""TreeSHAP explanations of the final model: global tables and plots (names from features.vocabulary)."""
+"""Explanations of the final model (TreeSHAP for trees, exact linear contributions for gblinear):
+global tables and plots (names from features.vocabulary)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import xgboost as xgb
 
 from features.vocabulary import readable_name
 from models.drivers import contributions
+
+
+def explain_rows(bundle, rows: pd.DataFrame) -> tuple[np.ndarray, float, pd.DataFrame]:
+    """(contributions [n, p], expected value, X shown) of a model bundle for landmark-matrix rows,
+    whichever family it is: TreeSHAP for trees, exact linear contributions for the linear family,
+    with the columns in their own units (:meth:`models.bundle.ModelBundle.explain`)."""
+    values, bias, shown = bundle.explain(rows)
+    return values, float(bias[0]) if len(bias) else 0.0, shown.reset_index(drop=True)
 
 
 def shap_values(booster: xgb.Booster, X: pd.DataFrame) -> tuple[np.ndarray, float]:

@@ -25,6 +25,7 @@ def external_predictions(bundle: ModelBundle, cohort: Cohort, landmarks: list[fl
         raise CohortError(f"External cohort has {len(rows)} eligible labelled landmark rows and needs both "
                           "outcomes (grade >=3 within the horizon and not) to be evaluated")
     X = bundle.features.transform(rows)
+    published = bundle.kinetic.transform(rows)  # the model's own input may be compact or standardised
     out = rows[["patient_id", "landmark_hours", "label"]].copy()
     for col in ("therapy", "disease"):
         out[col] = rows[col].astype(str) if col in rows else ""
@@ -32,7 +33,7 @@ def external_predictions(bundle: ModelBundle, cohort: Cohort, landmarks: list[fl
     out["margin"] = bundle.margin(X)
     out["probability"] = bundle.probability(X)
     out["threshold"] = float(bundle.meta.get("operating_threshold", np.nan))
-    out["m_easix"], out["easix"] = m_easix(X), easix(X)
+    out["m_easix"], out["easix"] = m_easix(published), easix(published)
     out["p_prevalence"] = bundle.meta["n_events"] / bundle.meta["n_rows"]
     return out
 

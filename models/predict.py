@@ -34,7 +34,6 @@ import pandas as pd
 from models.bundle import ModelBundle
 from models.drivers import (
     TOP_K,
-    contributions,
     driver_columns,
     driver_frame,
     empty_drivers,
@@ -161,11 +160,14 @@ def score_matrix(bundle: ModelBundle, matrix: pd.DataFrame, band_edges: list[flo
         probability[todo] = bundle.probability(X)
         want = policy.wants(probability[todo])
         if want.any():
-            values, bias = contributions(bundle.booster, X.iloc[np.flatnonzero(want)])
-            explained = driver_frame(values, X.iloc[np.flatnonzero(want)], list(X.columns), top_k,
-                                     margin=values.sum(axis=1) + bias, calibration=bundle.calibration,
-                                     context=sentence_context(bundle))
             rows = todo[want]
+            sub = matrix.iloc[rows]
+            values, bias, shown = bundle.explain(sub)
+            # which reference each fold change used: the full kinetic features say (a compact input does not)
+            references = None if bundle.kinetic is bundle.features else bundle.kinetic.transform(sub)
+            explained = driver_frame(values, shown, list(shown.columns), top_k,
+                                     margin=values.sum(axis=1) + bias, calibration=bundle.calibration,
+                                     context=sentence_context(bundle), references=references)
             for col in explained.columns:  # positional scatter, one array per column
                 target = drivers[col].to_numpy(copy=True)
                 target[rows] = explained[col].to_numpy()

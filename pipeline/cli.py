@@ -17,6 +17,7 @@ VERBS = {
     "ingest": "pipeline.ingest",
     "describe": "pipeline.describe",
     "featurize": "pipeline.featurize",
+    "pretrain": "pipeline.pretrain",
     "train": "pipeline.train",
     "evaluate": "pipeline.evaluate",
     "explain": "pipeline.explain",

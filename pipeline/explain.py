@@ -1,4 +1,5 @@
-"""Stage `explain`: TreeSHAP of the final model — beeswarm, bar, mean |SHAP| table, dependence plots
+"""Stage `explain`: SHAP values of the final model (TreeSHAP for trees, exact linear contributions
+for the linear family) — beeswarm, bar, mean |SHAP| table, dependence plots
 of the top features, waterfalls of three example rows labelled by letter (no patient identifiers)."""
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ def explain() -> pd.DataFrame:
 
     from models.bundle import ModelBundle
     from models.explain import (
+        explain_rows,
         mean_abs_shap,
         plot_bar,
         plot_beeswarm,
         plot_dependence,
         plot_waterfalls,
-        shap_values,
     )
     from pipeline.common import path_of, stage_context
 
@@ -41,8 +42,7 @@ def explain() -> pd.DataFrame:
     rows = matrix[matrix["eligible"]]
     n = min(len(rows), int(x["max_rows"]))
     rows = rows.sample(n=n, random_state=int(x["seed"])) if n < len(rows) else rows
-    X = bundle.features.transform(rows).reset_index(drop=True)
-    values, base = shap_values(bundle.booster, X)
+    values, base, X = explain_rows(bundle, rows)
     out = path_of(root, p, "explain")
     if out.exists():
         shutil.rmtree(out)

@@ -42,6 +42,8 @@ def _small_params(project: Path) -> None:
     p["train"]["inner_folds"] = 2
     p["train"]["xgboost"]["n_estimators"] = 60
     p["train"]["search_space"] = {"max_depth": [3]}
+    p["pretrain"]["patients"] = 600          # the stage's output is not copied: a small prior is rebuilt here
+    p["pretrain"]["xgboost"]["n_estimators"] = 60
     p["evaluate"]["n_bootstrap"] = 20
     p["explain"]["max_rows"] = 200
     # a tiny cohort has wide CIs: loose absolute gates here; the negative-control test tightens them
