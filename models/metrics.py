@@ -111,3 +111,157 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.
     return (np.array([np.mean(np.asarray(p)[g]) for g in groups]),
             np.array([np.mean(np.asarray(y)[g]) for g in groups]),
             np.array([len(g) for g in groups]))
+
+
+# ----------------------------------------------------------------------------- weighted, over resamples
+# A patient-level bootstrap resample is the cohort with each patient's rows repeated `count` times.
+# Every measure of a resample therefore equals the same measure with integer row weights, so one
+# sort of the scores serves all resamples: W is (resamples × rows), one row of weights per resample,
+# and each function returns one value per resample (NaN where the resample lacks a class).
+
+def _weights(W: np.ndarray, n: int) -> np.ndarray:
+    W = np.atleast_2d(np.asarray(W, dtype="float64"))
+    if W.shape[1] != n:
+        raise ValueError(f"weights have {W.shape[1]} columns for {n} rows")
+    return W
+
+
+def _tie_groups(sorted_scores: np.ndarray) -> np.ndarray:
+    """Start index of each run of equal values in a sorted array (non-empty)."""
+    return np.flatnonzero(np.concatenate(([True], sorted_scores[1:] != sorted_scores[:-1])))
+
+
+def _class_sums(y: np.ndarray, p: np.ndarray, W: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per tie group of the sorted scores: summed weight of events and of non-events, (B × groups)."""
+    order = np.argsort(-p if descending else p, kind="mergesort")
+    starts = _tie_groups(p[order])
+    Ws, ys = W[:, order], y[order]
+    pos = np.add.reduceat(Ws * ys, starts, axis=1)
+    neg = np.add.reduceat(Ws * ~ys, starts, axis=1)
+    return pos, neg
+
+
+def auroc_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Weighted Mann–Whitney AUROC for each row of W (ties count one half): equals :func:`auroc` on
+    the rows repeated by their weights.
+
+    One sort serves every row of W: each event's score is located among the sorted non-event scores
+    (searchsorted), and one cumulative sum of the non-events' weights per resample gives the weight
+    below and tied with it. Three passes over (resamples × rows), whatever the number of ties."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype="float64")
+    W = _weights(W, y.size)
+    if y.size == 0:
+        return np.full(len(W), np.nan)
+    neg_rows, pos_rows = np.flatnonzero(~y), np.flatnonzero(y)
+    neg_order = neg_rows[np.argsort(p[neg_rows], kind="mergesort")]
+    neg_scores = p[neg_order]
+    below = np.searchsorted(neg_scores, p[pos_rows], side="left")
+    upto = np.searchsorted(neg_scores, p[pos_rows], side="right")
+    cum = np.zeros((len(W), neg_order.size + 1))
+    np.cumsum(W[:, neg_order], axis=1, out=cum[:, 1:])
+    Wp = W[:, pos_rows]
+    n1, n0 = Wp.sum(axis=1), cum[:, -1]
+    ok = (n1 > 0) & (n0 > 0)
+    num = (Wp * (0.5 * (cum[:, below] + cum[:, upto]))).sum(axis=1)
+    return np.where(ok, num / np.where(ok, n1 * n0, 1.0), np.nan)
+
+
+def auprc_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Weighted average precision for each row of W: equals :func:`auprc` on the repeated rows."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype="float64")
+    W = _weights(W, y.size)
+    if y.size == 0:
+        return np.full(len(W), np.nan)
+    tp, fp = _class_sums(y, p, W, descending=True)
+    ctp, cfp = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
+    flagged = ctp + cfp
+    precision = np.where(flagged > 0, ctp / np.where(flagged > 0, flagged, 1.0), 0.0)
+    n1, n0 = ctp[:, -1], cfp[:, -1]
+    ok = (n1 > 0) & (n0 > 0)
+    return np.where(ok, (tp * precision).sum(axis=1) / np.where(ok, n1, 1.0), np.nan)
+
+
+def brier_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> np.ndarray:
+    y, p = np.asarray(y, dtype="float64"), np.asarray(p, dtype="float64")
+    W = _weights(W, y.size)
+    total = W.sum(axis=1)
+    return np.where(total > 0, W @ (p - y) ** 2 / np.where(total > 0, total, 1.0), np.nan)
+
+
+def _logistic_fit_weighted(X: np.ndarray, y: np.ndarray, offset: np.ndarray, W: np.ndarray,
+                           start: np.ndarray, iters: int = 50) -> np.ndarray:
+    """Weighted unpenalised logistic regression by Newton–Raphson, one fit per row of W, (B × k).
+    Same ridge (1e-9) and clipping as :func:`_logistic_fit`; started from `start` (the fit on
+    all rows), so a resample needs a handful of steps."""
+    k = X.shape[1]
+    beta = np.tile(np.asarray(start, dtype="float64"), (len(W), 1))
+    ridge = 1e-9 * np.eye(k)
+    for _ in range(iters):
+        mu = 1 / (1 + np.exp(-np.clip(beta @ X.T + offset, -35, 35)))
+        grad = (W * (y - mu)) @ X
+        hess = np.einsum("bn,ni,nj->bij", W * mu * (1 - mu), X, X) + ridge
+        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta
+
+
+def calibration_slope_intercept_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`calibration_slope_intercept` for each row of W (NaN where a resample lacks a class)."""
+    y = np.asarray(y, dtype="float64")
+    W = _weights(W, y.size)
+    n1, n0 = W @ y, W @ (1 - y)
+    ok = (n1 > 0) & (n0 > 0)
+    nan = np.full(len(W), np.nan)
+    if not ok.any() or not _two_classes(y):
+        return nan, nan.copy()
+    lp = logit(p)
+    ones = np.ones((len(y), 1))
+    both = np.column_stack([ones, lp])
+    zero = np.zeros(len(y))
+    slope_start = _logistic_fit(both, y, zero)
+    intercept_start = _logistic_fit(ones, y, lp)
+    slope = _logistic_fit_weighted(both, y, zero, W[ok], slope_start)[:, 1]
+    intercept = _logistic_fit_weighted(ones, y, lp, W[ok], intercept_start)[:, 0]
+    s, i = nan.copy(), nan.copy()
+    s[ok], i[ok] = slope, intercept
+    return s, i
+
+
+def confusion_at_weighted(y: np.ndarray, p: np.ndarray, threshold: float | np.ndarray,
+                          W: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`confusion_at` for each row of W."""
+    y = np.asarray(y).astype(bool)
+    W = _weights(W, y.size)
+    flag = np.asarray(p) >= threshold
+    tp, fp = W @ (flag & y), W @ (flag & ~y)
+    fn, tn = W @ (~flag & y), W @ (~flag & ~y)
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+    return {"sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
+            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn), "flagged_fraction": ratio(tp + fp, W.sum(axis=1))}
+
+
+def net_benefit_weighted(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """:func:`net_benefit` for each row of W: (B × thresholds)."""
+    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype="float64")
+    W = _weights(W, y.size)
+    thresholds = np.asarray(thresholds, dtype="float64")
+    flag = (p[None, :] >= thresholds[:, None]).astype("float64")
+    n = W.sum(axis=1)[:, None]
+    tp, fp = W @ (flag * y).T, W @ (flag * ~y).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (tp - fp * (thresholds / (1 - thresholds))[None, :]) / n
+
+
+def net_benefit_treat_all_weighted(y: np.ndarray, thresholds: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """:func:`net_benefit_treat_all` for each row of W: (B × thresholds)."""
+    y = np.asarray(y, dtype="float64")
+    W = _weights(W, y.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prevalence = (W @ y / W.sum(axis=1))[:, None]
+    thresholds = np.asarray(thresholds, dtype="float64")[None, :]
+    return prevalence - (1 - prevalence) * thresholds / (1 - thresholds)
