@@ -106,3 +106,52 @@ def write_curves(table: pd.DataFrame, metrics: dict, folder: Path, label: str,
                      pooled.get("xgb_kinetics.calibration_slope", float("nan")),
                      pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
     plot_decision_curve(dc, str(folder / "decision_curve.png"), label)
+
+
+def claim_table(claim: dict) -> pd.DataFrame:
+    """One row per subset × contrast: ΔAUROC, its bootstrap and corrected-t CIs, event patients."""
+    rows = []
+    for subset, e in claim["subsets"].items():
+        for a, b in (("M1", "M0"), ("M2", "M1")):
+            key = f"delta_auroc.{a}_minus_{b}"
+            nan = float("nan")
+            rows.append({"subset": subset, "contrast": f"{a} - {b}", "delta_auroc": e.get(key, nan),
+                         "ci_low": e.get(f"{key}_ci_low", nan), "ci_high": e.get(f"{key}_ci_high", nan),
+                         "corrected_t_ci_low": e.get(f"{key}_corrected_t_ci_low", nan),
+                         "corrected_t_ci_high": e.get(f"{key}_corrected_t_ci_high", nan),
+                         "n_event_patients": e["n_event_patients"], "n_patients": e["n_patients"],
+                         "suppressed": "suppressed" in e})
+    return pd.DataFrame(rows)
+
+
+def plot_claim(table: pd.DataFrame, path: str, cohort_label: str, design: str) -> None:
+    """Forest plot: ΔAUROC with 95% CI per subset, one panel per contrast, a line at 0."""
+    plt = _pyplot()
+    contrasts = [("M1 - M0", "serial features + treatments\nover latest values (M1 − M0)"),
+                 ("M2 - M1", "baseline-relative features\nover serial ones (M2 − M1): the claim")]
+    subsets = list(dict.fromkeys(table["subset"]))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.42 * len(subsets) + 1.8), sharey=True)
+    for ax, (contrast, title) in zip(axes, contrasts, strict=True):
+        t = table[table["contrast"] == contrast].set_index("subset").reindex(subsets)
+        ypos = np.arange(len(subsets))[::-1]
+        ok = t["delta_auroc"].notna().to_numpy()
+        ax.errorbar(t["delta_auroc"][ok], ypos[ok],
+                    xerr=[(t["delta_auroc"] - t["ci_low"])[ok], (t["ci_high"] - t["delta_auroc"])[ok]],
+                    fmt="o", color="tab:blue", ecolor="tab:blue", capsize=3)
+        ax.axvline(0, color="grey", ls="--", lw=1)
+        ax.set_yticks(ypos, [f"{s} ({int(n)} event patients{', suppressed' if sup else ''})"
+                             for s, n, sup in zip(subsets, t["n_event_patients"], t["suppressed"], strict=True)])
+        ax.set_xlabel("ΔAUROC, held-out (95% CI)")
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"Nested feature sets — {cohort_label}\n{design}", fontsize=9)
+    _save(fig, path)
+
+
+def write_claim(claim: dict, folder: Path, label: str) -> None:
+    """claim.csv (for `dvc plots diff`) and claim.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = claim_table(claim)
+    table.to_csv(folder / "claim.csv", index=False)
+    design = claim["design"]
+    plot_claim(table, str(folder / "claim.png"), label, f"{design['cross_validation']}; CI: patient bootstrap "
+                                                        "within repeats")

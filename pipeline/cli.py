@@ -18,6 +18,7 @@ VERBS = {
     "describe": "pipeline.describe",
     "featurize": "pipeline.featurize",
     "train": "pipeline.train",
+    "claim": "pipeline.claim",
     "evaluate": "pipeline.evaluate",
     "explain": "pipeline.explain",
     "register": "pipeline.register",

@@ -46,6 +46,9 @@ def evaluate() -> dict[str, Any]:
     with Progress(evaluation_steps(oof), unit="blocks", desc="crs evaluate (pooled, landmarks, subgroups)") as bar:
         metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]),
                                        progress=bar.update)
+    claim_path = path_of(root, p, "claim")
+    if claim_path.exists():  # the central claim (claim stage): repeated-CV ΔAUROC of nested feature sets
+        metrics["claim"] = claim_headline(json.loads(claim_path.read_text()))
     prov = cohort_provenance(root, p)
     metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
     model_dir = path_of(root, p, "model")
@@ -65,6 +68,18 @@ def evaluate() -> dict[str, Any]:
                              result_times=metrics["result_times"])
     path_of(root, p, "model_card").write_text(card)
     return metrics
+
+
+def claim_headline(claim: dict[str, Any]) -> dict[str, Any]:
+    """What metrics.json carries of claim.json: the deltas with CIs pooled, per landmark and on rows
+    with a real baseline, and whether the claim was found."""
+    out: dict[str, Any] = {"claim_found": claim["claim_found"], "serial_adds_to_absolute": claim["serial_adds_to_absolute"]}
+    for subset, entry in claim["subsets"].items():
+        if subset == "pooled" or subset.startswith("landmark ") or subset == "with real baseline":
+            key = subset.replace("landmark ", "").replace(" ", "_")
+            out[key] = {k: v for k, v in entry.items() if k.startswith("delta_auroc.") and "_corrected_t_" not in k
+                        and not k.endswith("_repeat_sd") and "M2_minus_M0" not in k}
+    return out
 
 
 def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_dir: Path,
