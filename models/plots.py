@@ -155,3 +155,30 @@ def write_claim(claim: dict, folder: Path, label: str) -> None:
     design = claim["design"]
     plot_claim(table, str(folder / "claim.png"), label, f"{design['cross_validation']}; CI: patient bootstrap "
                                                         "within repeats")
+
+
+def write_recalibration(y: np.ndarray, probabilities: dict[str, np.ndarray], folder: Path, cohort_label: str,
+                        bins: int = 10) -> None:
+    """calibration_before_after.csv and .png: observed vs predicted by decile, one curve per map."""
+    from models.metrics import calibration_curve, calibration_slope_intercept
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.8, 5.5))
+    rows, top = [], 0.05
+    for name, p in probabilities.items():
+        mean_p, observed, count = calibration_curve(y, p, bins)
+        slope, intercept = calibration_slope_intercept(y, p)
+        rows.append(pd.DataFrame({"map": name, "mean_predicted": mean_p, "observed": observed, "n": count}))
+        ax.plot(mean_p, observed, "o-", label=f"{name} (slope {slope:.2f}, intercept {intercept:.2f})")
+        top = max(top, float(np.max(mean_p)), float(np.max(observed)))
+    top *= 1.1
+    ax.plot([0, top], [0, top], "--", color="grey", lw=1, label="ideal")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("predicted probability of grade ≥3 CRS within horizon")
+    ax.set_ylabel("observed proportion with grade ≥3 CRS")
+    ax.set_title(f"Calibration before and after site recalibration — {cohort_label}", fontsize=9)
+    ax.legend(fontsize=8)
+    _save(fig, str(folder / "calibration_before_after.png"))
+    pd.concat(rows, ignore_index=True).to_csv(folder / "calibration_before_after.csv", index=False)

@@ -44,9 +44,12 @@ def claim(features_path: Path | None = None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     result = claim()
+    h = result["headline"]
+    if not h:
+        print(f"claim not measured: {result['subsets']['pooled'].get('suppressed', 'no estimate')}")
+        return 0
     for a, b in (("M2", "M1"), ("M1", "M0")):
         key = f"delta_auroc.{a}_minus_{b}"
-        h = result["headline"]
         print(f"{a} - {b}: ΔAUROC {h[key]:+.4f} (95% CI {h[key + '_ci_low']:+.4f} to {h[key + '_ci_high']:+.4f})")
     print("claim (baseline-relative features add to serial ones): "
           + ("FOUND" if result["claim_found"] else "NOT FOUND"))

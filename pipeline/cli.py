@@ -24,6 +24,7 @@ VERBS = {
     "register": "pipeline.register",
     "score": "pipeline.score",
     "report": "pipeline.report",
+    "recalibrate": "pipeline.recalibrate",
     "models": "pipeline.models_command",
 }
 
