@@ -261,13 +261,21 @@ def confusion_at_weighted(y: np.ndarray, p: np.ndarray, threshold: float | np.nd
 
 
 def net_benefit_weighted(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """:func:`net_benefit` for each row of W: (B × thresholds)."""
+    """:func:`net_benefit` for each row of W: (B × thresholds). One sort; the weight of events and of
+    non-events at or above each threshold comes from cumulative sums read at searchsorted positions."""
     y, p = np.asarray(y).astype(bool), np.asarray(p, dtype="float64")
     W = _weights(W, y.size)
     thresholds = np.asarray(thresholds, dtype="float64")
-    flag = (p[None, :] >= thresholds[:, None]).astype("float64")
-    n = W.sum(axis=1)[:, None]
-    tp, fp = W @ (flag * y).T, W @ (flag * ~y).T
+    order = np.argsort(p, kind="mergesort")
+    first = np.searchsorted(p[order], thresholds, side="left")     # rows from `first` on are flagged
+    Ws, ys = W[:, order], y[order]
+    pos = np.zeros((len(W), y.size + 1))
+    neg = np.zeros((len(W), y.size + 1))
+    np.cumsum(Ws * ys, axis=1, out=pos[:, 1:])
+    np.cumsum(Ws * ~ys, axis=1, out=neg[:, 1:])
+    tp = pos[:, -1:] - pos[:, first]
+    fp = neg[:, -1:] - neg[:, first]
+    n = (pos[:, -1] + neg[:, -1])[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         return (tp - fp * (thresholds / (1 - thresholds))[None, :]) / n
 
