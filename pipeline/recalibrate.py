@@ -163,12 +163,12 @@ def run(args: argparse.Namespace) -> int:
     rep, c = s["report"], s["counts"]
     print(f"recalibrated {args.model} ({s['method']}) on {c['n_patients']} patients, {c['n_rows']} landmark rows, "
           f"{c['n_event_patients']} patients with grade >=3 CRS; 95% CIs from {s['n_bootstrap']} patient resamples")
-    print(f"{'':26}{'intercept':>26}{'slope':>26}{'Brier':>26}")
+    print(f"{'':31}{'intercept':>26}{'slope':>26}{'Brier':>28}")
     for name, text in (("before", "before"), ("after_cross_fitted", f"after ({s['folds']}-fold cross-fitted)"),
                        ("after_in_sample", "after (in-sample, optimistic)")):
         b = rep[name]
-        print(f"{text:26}{_line(b, 'calibration_intercept'):>26}{_line(b, 'calibration_slope'):>26}"
-              f"{_line(b, 'brier', 4):>26}")
+        print(f"{text:31}{_line(b, 'calibration_intercept'):>26}{_line(b, 'calibration_slope'):>26}"
+              f"{_line(b, 'brier', 4):>28}")
     if c["n_event_patients"] < 50 and s["method"] == "logistic":
         print("note: fewer than 50 patients with the outcome; a slope fitted on so few is unstable "
               "(--method intercept refits only the intercept)")
