@@ -182,3 +182,34 @@ def write_recalibration(y: np.ndarray, probabilities: dict[str, np.ndarray], fol
     ax.legend(fontsize=8)
     _save(fig, str(folder / "calibration_before_after.png"))
     pd.concat(rows, ignore_index=True).to_csv(folder / "calibration_before_after.csv", index=False)
+
+
+def plot_decision_curves(table: pd.DataFrame, path: str, cohort_label: str, names: dict[str, str] | None = None) -> None:
+    """One panel per scope (pooled, each landmark): net benefit of each model with its bootstrap band,
+    treat all and treat none."""
+    plt = _pyplot()
+    names = names or {}
+    scopes = list(dict.fromkeys(table["scope"]))
+    cols = min(3, len(scopes))
+    rows = -(-len(scopes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    for ax, scope in zip(axes.ravel(), scopes, strict=False):
+        t = table[table["scope"] == scope]
+        for model, g in t.groupby("model", sort=False):
+            if model == "treat_none":
+                ax.plot(g["threshold"], g["net_benefit"], color="black", lw=0.8, label="treat none")
+                continue
+            style = {"color": "grey", "ls": "--"} if model == "treat_all" else {}
+            line, = ax.plot(g["threshold"], g["net_benefit"], label=names.get(model, model.replace("_", " ")),
+                            **style)
+            ax.fill_between(g["threshold"], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.15, lw=0)
+        top = float(np.nanmax(t["ci_high"].to_numpy())) if t["ci_high"].notna().any() else 0.02
+        ax.set_ylim(-0.02, max(top * 1.1, 0.02))
+        ax.set_xlabel("threshold probability (risk at which one would act)")
+        ax.set_ylabel("net benefit (true positives per row, harm-adjusted)")
+        ax.set_title(f"{scope} — {cohort_label}", fontsize=9)
+    for ax in axes.ravel()[len(scopes):]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize=6, loc="upper right")
+    fig.suptitle("Decision curves with 95% patient-bootstrap bands", fontsize=10)
+    _save(fig, path)
