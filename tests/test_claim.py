@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.kinetics import COVARIATE_ANALYTE_FEATURES, EVENT_FEATURES, KINETIC_FEATURES
+from features.kinetics import COVARIATE_ANALYTE_FEATURES, EVENT_FEATURES, GRADE_FEATURES, KINETIC_FEATURES
 from models import claim as C
 
 
@@ -26,6 +26,7 @@ def test_every_feature_suffix_is_classified_and_no_entry_is_stale():
     assert set(C.PER_ANALYTE) == set(KINETIC_FEATURES)
     assert set(C.COVARIATE_ANALYTE) == set(COVARIATE_ANALYTE_FEATURES)
     assert set(C.EVENT) == set(EVENT_FEATURES)
+    assert set(C.PATIENT_STATE) == set(GRADE_FEATURES)
     for table in (C.PER_ANALYTE, C.COVARIATE_ANALYTE, C.EVENT, C.CROSS, C.PATIENT_STATE):
         assert set(table.values()) <= {"shared", "M0", "M1", "M2"}
 
@@ -49,6 +50,15 @@ def test_the_partition_covers_every_model_input_once_and_nests(fitted):
     below = set(sets["M1"])
     assert not [n for n in below if any(w in n for w in ("baseline", "fc", "kfold", "ref"))]
     assert "tocilizumab__given" in set(sets["M1"]) - set(sets["M0"])
+
+
+def test_the_grade_course_is_a_shared_input_when_switched_on(small_cohort):
+    from features.transformer import KineticFeatures
+
+    features = KineticFeatures(current_grade=True)
+    matrix = features.build(small_cohort.labs, small_cohort.patients, [24.0], events=small_cohort.events)
+    tiers = C.feature_tiers(features.fit(matrix))
+    assert tiers["current_grade"] == "shared"
 
 
 def test_a_new_feature_name_is_refused_until_classified(fitted):
