@@ -129,21 +129,6 @@ def _weights(W: np.ndarray, n: int) -> np.ndarray:
     return W
 
 
-def _tie_groups(sorted_scores: np.ndarray) -> np.ndarray:
-    """Start index of each run of equal values in a sorted array (non-empty)."""
-    return np.flatnonzero(np.concatenate(([True], sorted_scores[1:] != sorted_scores[:-1])))
-
-
-def _class_sums(y: np.ndarray, p: np.ndarray, W: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per tie group of the sorted scores: summed weight of events and of non-events, (B × groups)."""
-    order = np.argsort(-p if descending else p, kind="mergesort")
-    starts = _tie_groups(p[order])
-    Ws, ys = W[:, order], y[order]
-    pos = np.add.reduceat(Ws * ys, starts, axis=1)
-    neg = np.add.reduceat(Ws * ~ys, starts, axis=1)
-    return pos, neg
-
-
 def auroc_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Weighted Mann–Whitney AUROC for each row of W (ties count one half): equals :func:`auroc` on
     the rows repeated by their weights.
@@ -170,18 +155,34 @@ def auroc_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def auprc_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Weighted average precision for each row of W: equals :func:`auprc` on the repeated rows."""
+    """Weighted average precision for each row of W: equals :func:`auprc` on the repeated rows.
+
+    AP = Σ over events i of w_i · precision at s_i / Σ w_i, where precision at s counts every row
+    scored ≥ s (tied rows share one threshold, as in scikit-learn). Event and non-event weights at or
+    above each event's score come from cumulative sums over the sorted scores (searchsorted), three
+    passes over (resamples × rows)."""
     y, p = np.asarray(y).astype(bool), np.asarray(p, dtype="float64")
     W = _weights(W, y.size)
     if y.size == 0:
         return np.full(len(W), np.nan)
-    tp, fp = _class_sums(y, p, W, descending=True)
-    ctp, cfp = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
-    flagged = ctp + cfp
-    precision = np.where(flagged > 0, ctp / np.where(flagged > 0, flagged, 1.0), 0.0)
-    n1, n0 = ctp[:, -1], cfp[:, -1]
+    neg_rows, pos_rows = np.flatnonzero(~y), np.flatnonzero(y)
+    neg_order = neg_rows[np.argsort(p[neg_rows], kind="mergesort")]
+    pos_order = pos_rows[np.argsort(p[pos_rows], kind="mergesort")]
+    pos_scores = p[pos_order]
+    pos_below = np.searchsorted(pos_scores, pos_scores, side="left")        # events scored below each event
+    neg_below = np.searchsorted(p[neg_order], pos_scores, side="left")      # non-events scored below it
+    cum_pos = np.zeros((len(W), pos_order.size + 1))
+    cum_neg = np.zeros((len(W), neg_order.size + 1))
+    Wp = W[:, pos_order]
+    np.cumsum(Wp, axis=1, out=cum_pos[:, 1:])
+    np.cumsum(W[:, neg_order], axis=1, out=cum_neg[:, 1:])
+    n1, n0 = cum_pos[:, -1], cum_neg[:, -1]
+    tp = n1[:, None] - cum_pos[:, pos_below]
+    fp = n0[:, None] - cum_neg[:, neg_below]
+    flagged = tp + fp
+    precision = np.where(flagged > 0, tp / np.where(flagged > 0, flagged, 1.0), 0.0)
     ok = (n1 > 0) & (n0 > 0)
-    return np.where(ok, (tp * precision).sum(axis=1) / np.where(ok, n1, 1.0), np.nan)
+    return np.where(ok, (Wp * precision).sum(axis=1) / np.where(ok, n1, 1.0), np.nan)
 
 
 def brier_weighted(y: np.ndarray, p: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -196,21 +197,40 @@ def _logistic_fit_weighted(x: np.ndarray | None, y: np.ndarray, offset: np.ndarr
     """Weighted unpenalised logistic regression of y on [1, x] (or [1] when x is None) with an
     offset, by Newton–Raphson, one fit per row of W: (B × 1 or 2). Same ridge (1e-9) and clipping
     as :func:`_logistic_fit`; started from `start` (the fit on all rows), so a resample needs a
-    handful of steps. The 2 × 2 systems are solved in closed form (matrix–vector products only)."""
+    handful of steps. The 2 × 2 systems are solved in closed form; every (B × n) step is in place
+    or a matrix–vector product."""
     k = 1 if x is None else 2
     beta = np.tile(np.asarray(start, dtype="float64"), (len(W), 1))
+    Wy = W @ y
+    Wyx = None if x is None else W @ (y * x)
+    xx = None if x is None else x * x
+    mu = np.empty_like(W)
+    Wmu = np.empty_like(W)
     for _ in range(iters):
-        eta = beta[:, :1] + offset[None, :]
-        if x is not None:
-            eta = eta + beta[:, 1:2] * x[None, :]
-        mu = 1 / (1 + np.exp(-np.clip(eta, -35, 35)))
-        r = W * (y - mu)
-        v = W * mu * (1 - mu)
-        g0, h00 = r.sum(axis=1), v.sum(axis=1) + 1e-9
+        if x is None:
+            np.add(beta[:, :1], offset[None, :], out=mu)
+        else:
+            np.multiply(beta[:, 1:2], x[None, :], out=mu)
+            mu += beta[:, :1]
+            mu += offset[None, :]
+        np.clip(mu, -35, 35, out=mu)
+        np.negative(mu, out=mu)
+        np.exp(mu, out=mu)
+        mu += 1
+        np.reciprocal(mu, out=mu)                 # mu = sigmoid(eta)
+        np.multiply(W, mu, out=Wmu)               # W mu
+        s_wmu = Wmu.sum(axis=1)
+        g0 = Wy - s_wmu
+        mu *= Wmu                                 # W mu^2 (mu no longer needed this step)
+        v0 = s_wmu - mu.sum(axis=1)               # sum W mu (1 - mu)
+        h00 = v0 + 1e-9
         if x is None:
             step = (g0 / h00)[:, None]
         else:
-            g1, h01, h11 = r @ x, v @ x, v @ (x * x) + 1e-9
+            Wmu_x, Wmu2_x = Wmu @ x, mu @ x
+            g1 = Wyx - Wmu_x
+            h01 = Wmu_x - Wmu2_x
+            h11 = Wmu @ xx - mu @ xx + 1e-9
             det = h00 * h11 - h01 * h01
             step = np.column_stack([(h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det])
         beta += step

@@ -91,8 +91,11 @@ def plot_decision_curve(table: pd.DataFrame, path: str, cohort_label: str) -> No
 
 
 def write_curves(table: pd.DataFrame, metrics: dict, folder: Path, label: str,
-                 decision_thresholds: list[float]) -> None:
-    """Plot data (CSV, for `dvc plots diff`) and PNGs: ROC, PR, calibration, decision curve."""
+                 decision_thresholds: list[float], bands: tuple[int, int] | None = None) -> None:
+    """Plot data (CSV, for `dvc plots diff`) and PNGs: ROC, PR, calibration, decision curve; with
+    `bands` = (resamples, seed) also decision curves per landmark with patient-bootstrap bands:
+    decision_curves_by_landmark.png, decision_curve_bands.csv (long: scope, model, threshold, net
+    benefit, CI) and decision_curves_by_landmark.csv (wide, one column per scope and model)."""
     folder.mkdir(parents=True, exist_ok=True)
     curves = curve_tables(table)
     for name, frame in curves.items():
@@ -106,6 +109,17 @@ def write_curves(table: pd.DataFrame, metrics: dict, folder: Path, label: str,
                      pooled.get("xgb_kinetics.calibration_slope", float("nan")),
                      pooled.get("xgb_kinetics.calibration_intercept", float("nan")))
     plot_decision_curve(dc, str(folder / "decision_curve.png"), label)
+    if bands is not None:
+        from models.evaluate import decision_curves_by_landmark
+
+        grid = np.round(np.arange(lo, hi + step / 2, step), 6)
+        long = decision_curves_by_landmark(table, grid, *bands)
+        long.to_csv(folder / "decision_curve_bands.csv", index=False)
+        wide = long.assign(column=long["scope"] + " " + long["model"]).pivot(index="threshold", columns="column",
+                                                                            values="net_benefit")
+        wide.reset_index().to_csv(folder / "decision_curves_by_landmark.csv", index=False)
+        names = {v[0]: v[1] for v in MODELS.values()}
+        plot_decision_curves(long, str(folder / "decision_curves_by_landmark.png"), label, names)
 
 
 def claim_table(claim: dict) -> pd.DataFrame:

@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.kinetics import COVARIATE_ANALYTE_FEATURES, EVENT_FEATURES, GRADE_FEATURES, KINETIC_FEATURES
+from features.kinetics import (
+    COVARIATE_ANALYTE_FEATURES,
+    EVENT_FEATURES,
+    GRADE_FEATURES,
+    KINETIC_FEATURES,
+)
 from models import claim as C
 
 
