@@ -88,6 +88,13 @@ def _treatment_naive_text(metrics: dict[str, Any]) -> str:
     return text + "; too few to estimate performance."
 
 
+def _hours_of(label: str) -> float:
+    try:
+        return float(label.rstrip("h"))
+    except ValueError:
+        return float("inf")
+
+
 def claim_text(claim: dict[str, Any] | None) -> str:
     """The central claim (claim stage): ΔAUROC of nested feature sets from repeated CV, with CIs."""
     if not claim:
@@ -96,9 +103,10 @@ def claim_text(claim: dict[str, Any] | None) -> str:
              "one fixed XGBoost, repeated patient-grouped CV; 95% CI from a patient bootstrap within repeats; "
              "data/claim.json, claim.png): M0 latest values; M1 + baseline-free serial features and treatments; "
              "M2 + baseline-relative features.", "", "| rows | M1 − M0 | M2 − M1 (the claim) |", "|---|---|---|"]
-    for scope, block in claim.items():
-        if not isinstance(block, dict):
-            continue
+    scopes = [k for k, v in claim.items() if isinstance(v, dict)]
+    order = sorted(scopes, key=lambda k: (k != "pooled", k.startswith("with"), _hours_of(k)))
+    for scope in order:
+        block = claim[scope]
         cells = [_ci(block, f"delta_auroc.{a}_minus_{b}") for a, b in (("M1", "M0"), ("M2", "M1"))]
         lines.append(f"| {scope.replace('_', ' ')} | {cells[0]} | {cells[1]} |")
     found = claim.get("claim_found")

@@ -177,6 +177,7 @@ def test_model_card_reports_the_claim_with_cis_and_its_verdict():
                              matrix=matrix, feature_names=["a"], train_meta={"n_rounds": 10, "chosen_params": {}})
     assert "| pooled | 0.020 (95% CI 0.010–0.030) | 0.001 (95% CI -0.005–0.007) |" in card
     assert "| with real baseline |" in card and "not found: the pooled CI does not lie above 0" in card
+    assert card.index("| pooled |") < card.index("| 24h |") < card.index("| with real baseline |")
     assert "event patients (event rows)" in card and "decision_curves_by_landmark.png" in card
     for placeholder in ("TODO", "TBD", "nan", "None", "{", "?"):
         assert placeholder not in card, placeholder
