@@ -39,7 +39,11 @@ def project(tmp_path_factory):
     p["evaluate"]["n_bootstrap"] = 200
     (folder / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     shutil.copytree(ROOT / "data" / "reference", folder / "data" / "reference")
-    old = {k: os.environ.get(k) for k in ("CRS_PROJECT_ROOT", "MLFLOW_TRACKING_URI")}
+    # in-process, mlflow.set_tracking_uri / set_registry_uri (the registry code) export MLFLOW_TRACKING_URI /
+    # MLFLOW_REGISTRY_URI, and loading the pyfunc exports CRS_REFERENCE_DIR (a temporary download):
+    # restore them afterwards, or later tests' subprocesses would read this temporary store and folder
+    old = {k: os.environ.get(k) for k in ("CRS_PROJECT_ROOT", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI",
+                                          "CRS_REFERENCE_DIR")}
     os.environ["CRS_PROJECT_ROOT"] = str(folder)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
@@ -59,6 +63,10 @@ def project(tmp_path_factory):
         write_cohort(site, folder / "site")
         yield folder
     finally:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
