@@ -25,7 +25,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", type=Path, required=True,
                    help="the site's labelled cohort: a canonical folder, or an input path with --format")
     p.add_argument("--format", choices=["long", "sdtm", "omop"], default=None,
-                   help="read --cohort through the ingest readers")
+                   help="read --cohort through the ingest readers (default: --cohort is a canonical folder)")
     p.add_argument("--landmarks", default=None, help="hours since infusion (default: the model's own landmarks)")
     p.add_argument("--method", choices=["logistic", "intercept"], default=None,
                    help="logistic: intercept and slope; intercept: recalibration in the large (few events) "
