@@ -14,6 +14,11 @@ so the feature set is the only difference:
   area under the fold-change curve, time since the first k-fold rise, cross-analyte fold-change
   differences and rise lags, and the reference flags).
 
+What M2 − M1 isolates: slopes and serial ratios are within-patient log ratios between post-infusion
+draws, so in a world where a patient's values scale with their own baseline they are already free of
+it. M2 − M1 therefore measures what the *pre-infusion* reference adds to post-infusion within-patient
+change; M1 − M0 measures what serial change (and treatment history) adds to single values.
+
 Which set a feature belongs to is the explicit mapping below, over the names
 :class:`features.transformer.KineticFeatures` produces: a feature the mapping does not know raises
 :class:`UnclassifiedFeature` (and fails ``tests/test_claim.py``) until someone classifies it.
