@@ -1,6 +1,12 @@
 """Evaluation on held-out patients: every measure per landmark and pooled, with patient-level
-bootstrap 95% CIs; the kinetics-vs-single-values comparison as a paired bootstrap ΔAUROC;
-decision curves; subgroups with small-count suppression."""
+bootstrap 95% CIs; paired bootstrap ΔAUROC of the primary model against each comparator; decision
+curves; subgroups with small-count suppression.
+
+Counts say what they count: rows (patient × landmark) and patients, events by row and by patient;
+subgroups are suppressed by the number of *patients* with (and without) an event. The bootstrap
+resamples patients (all their landmark rows together) as row weights: one set of weights per block
+of rows serves every model and measure (models/bootstrap.py), with the same draws as resampling rows.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.bootstrap import bootstrap_ci
+from models.baselines import case_mix_prevalence
+from models.bootstrap import bootstrap_ci_weighted, bootstrap_draws, percentile_ci
 from models.metrics import (
     auprc,
+    auprc_weighted,
     auroc,
+    auroc_weighted,
     brier,
+    brier_weighted,
     calibration_curve,
     calibration_slope_intercept,
+    calibration_slope_intercept_weighted,
     confusion_at,
+    confusion_at_weighted,
     net_benefit,
     net_benefit_treat_all,
 )
@@ -27,12 +39,18 @@ MODELS: dict[str, tuple[str, str, bool]] = {
     "probability": ("xgb_kinetics", "XGBoost, baseline-relative kinetics (calibrated)", True),
     "p_absolute_xgb": ("xgb_absolute", "XGBoost, absolute values only", True),
     "p_single_value_lr": ("lr_single_value", "Logistic regression, single absolute values at L", True),
+    "p_case_mix": ("case_mix_prevalence", "Product case-mix alone: outcome rate by therapy x landmark in the "
+                                          "training folds", True),
     "p_prevalence": ("prevalence_only", "Prevalence only", True),
-    "m_easix": ("m_easix", "m-EASIX as published (LDH x CRP[mg/dL] / PLT)", False),
+    "m_easix": ("m_easix", "m-EASIX as published (LDH x CRP[mg/dL] / PLT), latest values at L", False),
+    "m_easix_day_minus1": ("m_easix_day_minus1", "m-EASIX at day -1, its published time (Pennisi 2021)", False),
+    "m_easix_day_plus1": ("m_easix_day_plus1", "m-EASIX at day +1, its published time (Pennisi 2021)", False),
     "easix": ("easix", "EASIX as published (LDH x creatinine / PLT)", False),
 }
 PRIMARY = "probability"
-COMPARATORS = ["p_single_value_lr", "p_absolute_xgb", "m_easix", "easix"]
+COMPARATORS = ["p_single_value_lr", "p_absolute_xgb", "p_case_mix", "m_easix", "m_easix_day_minus1",
+               "m_easix_day_plus1", "easix"]
+CONSTANT = {"p_prevalence"}  # one value for every row of a fold: no calibration slope
 # Predictions are made under usual care: treatments given on clinical grounds before L are predictors.
 # The treatment-naive rows (neither of these given at or before L) are also reported on their own.
 NAIVE_OF = ("tocilizumab", "corticosteroids")
@@ -70,7 +88,7 @@ def point_metrics(y: np.ndarray, scores: dict[str, np.ndarray], threshold: np.nd
         out[f"{name}.auprc"] = auprc(yy, ss)
         if is_prob:
             out[f"{name}.brier"] = brier(yy, ss)
-            if col != "p_prevalence":
+            if col not in CONSTANT:
                 slope, intercept = calibration_slope_intercept(yy, ss)
                 out[f"{name}.calibration_slope"], out[f"{name}.calibration_intercept"] = slope, intercept
         if col != PRIMARY and PRIMARY in scores:
@@ -82,43 +100,88 @@ def point_metrics(y: np.ndarray, scores: dict[str, np.ndarray], threshold: np.nd
     return out
 
 
+def _columns(W: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return W if mask.all() else W[:, mask]
+
+
+def weighted_metrics(y: np.ndarray, scores: dict[str, np.ndarray], threshold: np.ndarray | None,
+                     W: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`point_metrics` for every resample (row of W) at once: name → one value per resample."""
+    out: dict[str, np.ndarray] = {}
+    primary_auroc: np.ndarray | None = None
+    for col, s in scores.items():
+        name, _, is_prob = MODELS[col]
+        ok = ~np.isnan(s)
+        yy, ss, Wk = y[ok], s[ok], _columns(W, ok)
+        out[f"{name}.auroc"] = auroc_weighted(yy, ss, Wk)
+        if col == PRIMARY and ok.all():
+            primary_auroc = out[f"{name}.auroc"]
+        out[f"{name}.auprc"] = auprc_weighted(yy, ss, Wk)
+        if is_prob:
+            out[f"{name}.brier"] = brier_weighted(yy, ss, Wk)
+            if col not in CONSTANT:
+                out[f"{name}.calibration_slope"], out[f"{name}.calibration_intercept"] = (
+                    calibration_slope_intercept_weighted(yy, ss, Wk))
+    if PRIMARY in scores:
+        p = scores[PRIMARY]
+        for col, s in scores.items():
+            if col == PRIMARY:
+                continue
+            both = ~np.isnan(s) & ~np.isnan(p)
+            Wb = _columns(W, both)
+            mine = primary_auroc if (both.all() and primary_auroc is not None) else auroc_weighted(y[both], p[both], Wb)
+            out[f"delta_auroc.xgb_kinetics_minus_{MODELS[col][0]}"] = mine - auroc_weighted(y[both], s[both], Wb)
+        if threshold is not None:
+            for k, v in confusion_at_weighted(y, p, threshold, W).items():
+                out[f"xgb_kinetics.{k}_at_operating_point"] = v
+    return out
+
+
+def _event_patients(patient_id: np.ndarray, y: np.ndarray) -> tuple[int, int]:
+    """(patients with an event row, patients with a non-event row)."""
+    return int(pd.unique(patient_id[y == 1]).size), int(pd.unique(patient_id[y == 0]).size)
+
+
 def block_metrics(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
     """Point estimates and patient-level bootstrap CIs for one set of rows (a landmark, or pooled)."""
     y = frame["label"].to_numpy().astype(int)
+    pid = frame["patient_id"].to_numpy()
     cols = _present(frame)
     scores = {c: frame[c].to_numpy(dtype="float64") for c in cols}
-    threshold = frame["threshold"].to_numpy() if "threshold" in frame else None
+    threshold = frame["threshold"].to_numpy(dtype="float64") if "threshold" in frame else None
     point = point_metrics(y, scores, threshold)
-    ci = bootstrap_ci(frame["patient_id"].to_numpy(),
-                      lambda r: point_metrics(y[r], {c: s[r] for c, s in scores.items()},
-                                              None if threshold is None else threshold[r]),
-                      n_boot, seed)
-    out: dict[str, Any] = {"n_rows": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()),
-                           "n_events": int(y.sum()), "prevalence": float(y.mean()) if len(y) else float("nan")}
+    draws = bootstrap_draws(pid, lambda W: weighted_metrics(y, scores, threshold, W), n_boot, seed)
+    event_patients, _ = _event_patients(pid, y)
+    out: dict[str, Any] = {"n_rows": int(len(frame)), "n_patients": int(pd.unique(pid).size),
+                           "n_events": int(y.sum()), "n_event_patients": event_patients,
+                           "prevalence": float(y.mean()) if len(y) else float("nan")}
     for key, value in point.items():
         out[key] = value
-        lo, hi = ci.get(key, (float("nan"), float("nan")))
-        out[f"{key}_ci_low"], out[f"{key}_ci_high"] = lo, hi
-    for col in ("m_easix", "easix"):
+        lo, hi = percentile_ci(draws[key]) if key in draws else (float("nan"), float("nan"))
+        out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(lo), float(hi)
+    for col in ("m_easix", "m_easix_day_minus1", "m_easix_day_plus1", "easix"):
         if col in frame:
             out[f"{MODELS[col][0]}.n_rows_with_inputs"] = int(frame[col].notna().sum())
     return out
 
 
 def subgroup_metrics(frame: pd.DataFrame, column: str, n_boot: int, seed: int, min_events: int) -> dict[str, Any]:
-    """Primary-model AUROC per subgroup; estimates suppressed below `min_events` events or non-events."""
+    """Primary-model AUROC per subgroup; suppressed below `min_events` patients with an event (or
+    without one): a subgroup of 3 patients with 9 event rows has 3 events' worth of information."""
     out: dict[str, Any] = {}
     for value, g in frame.groupby(column, sort=True):
         y = g["label"].to_numpy().astype(int)
-        entry: dict[str, Any] = {"n_patients": int(g["patient_id"].nunique()), "n_rows": int(len(g)),
-                                 "n_events": int(y.sum())}
-        if y.sum() < min_events or (len(y) - y.sum()) < min_events:
-            entry["suppressed"] = f"fewer than {min_events} events or non-events"
+        pid = g["patient_id"].to_numpy()
+        event_patients, non_event_patients = _event_patients(pid, y)
+        entry: dict[str, Any] = {"n_patients": int(pd.unique(pid).size), "n_rows": int(len(g)),
+                                 "n_events": int(y.sum()), "n_event_patients": event_patients}
+        if event_patients < min_events or non_event_patients < min_events:
+            entry["suppressed"] = f"fewer than {min_events} patients with (or without) an event"
         else:
-            p = g[PRIMARY].to_numpy()
+            p = g[PRIMARY].to_numpy(dtype="float64")
             entry["auroc"] = auroc(y, p)
-            lo, hi = bootstrap_ci(g["patient_id"].to_numpy(), lambda r, y=y, p=p: {"a": auroc(y[r], p[r])},
-                                  n_boot, seed).get("a", (float("nan"), float("nan")))
+            lo, hi = bootstrap_ci_weighted(pid, lambda W, y=y, p=p: {"a": auroc_weighted(y, p, W)},
+                                           n_boot, seed)["a"]
             entry["auroc_ci_low"], entry["auroc_ci_high"] = lo, hi
             entry["observed_rate"] = float(y.mean())
             entry["mean_predicted"] = float(p.mean())
@@ -133,10 +196,19 @@ def evaluation_steps(oof: pd.DataFrame) -> int:
             + int("treatment_naive" in oof))
 
 
+def with_case_mix(oof: pd.DataFrame) -> pd.DataFrame:
+    """The OOF table with `p_case_mix` (product case-mix alone, from each fold's training rows) when
+    fold assignments and therapy are known; unchanged otherwise (e.g. external validation)."""
+    if "p_case_mix" in oof or not {"fold", "therapy"} <= set(oof) or not (oof["fold"].to_numpy() >= 0).any():
+        return oof
+    return oof.assign(p_case_mix=case_mix_prevalence(oof))
+
+
 def evaluate_predictions(oof: pd.DataFrame, n_boot: int, seed: int, min_subgroup_events: int = 10,
                          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """`progress` (optional) is called with 1 after each block (see :func:`evaluation_steps`)."""
     step = progress or (lambda n: None)
+    oof = with_case_mix(oof)
     metrics: dict[str, Any] = {"pooled": block_metrics(oof, n_boot, seed), "by_landmark": {}}
     step(1)
     for landmark, frame in oof.groupby("landmark_hours"):
@@ -170,9 +242,18 @@ def decision_curve(oof: pd.DataFrame, thresholds: np.ndarray) -> pd.DataFrame:
                           "treat_none": 0.0})
     for col in _present(oof):
         name, _, is_prob = MODELS[col]
-        if is_prob and col != "p_prevalence":
+        if is_prob and col not in CONSTANT:
             table[name] = net_benefit(y, oof[col].to_numpy(), thresholds)
     return table
+
+
+def decision_curves_by_landmark(oof: pd.DataFrame, thresholds: np.ndarray, n_boot: int, seed: int) -> pd.DataFrame:
+    """Pooled and per-landmark decision curves of every probability model with bootstrap bands."""
+    from models.decision_curves import decision_curves
+
+    oof = with_case_mix(oof)
+    models = {c: MODELS[c][0] for c in _present(oof) if MODELS[c][2] and c not in CONSTANT}
+    return decision_curves(oof, models, thresholds, n_boot, seed)
 
 
 def curve_tables(oof: pd.DataFrame, bins: int = 10) -> dict[str, pd.DataFrame]:

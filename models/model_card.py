@@ -88,6 +88,33 @@ def _treatment_naive_text(metrics: dict[str, Any]) -> str:
     return text + "; too few to estimate performance."
 
 
+def _hours_of(label: str) -> float:
+    try:
+        return float(label.rstrip("h"))
+    except ValueError:
+        return float("inf")
+
+
+def claim_text(claim: dict[str, Any] | None) -> str:
+    """The central claim (claim stage): ΔAUROC of nested feature sets from repeated CV, with CIs."""
+    if not claim:
+        return "Central claim: not measured in this run."
+    lines = ["Central claim, measured so it can fail (nested feature sets with the same non-kinetic inputs, "
+             "one fixed XGBoost, repeated patient-grouped CV; 95% CI from a patient bootstrap within repeats; "
+             "data/claim.json, claim.png): M0 latest values; M1 + baseline-free serial features and treatments; "
+             "M2 + baseline-relative features.", "", "| rows | M1 − M0 | M2 − M1 (the claim) |", "|---|---|---|"]
+    scopes = [k for k, v in claim.items() if isinstance(v, dict)]
+    order = sorted(scopes, key=lambda k: (k != "pooled", k.startswith("with"), _hours_of(k)))
+    for scope in order:
+        block = claim[scope]
+        cells = [_ci(block, f"delta_auroc.{a}_minus_{b}") for a, b in (("M1", "M0"), ("M2", "M1"))]
+        lines.append(f"| {scope.replace('_', ' ')} | {cells[0]} | {cells[1]} |")
+    found = claim.get("claim_found")
+    verdict = ("not estimable (too few patients with an event)" if found is None else
+               "found: the pooled CI lies above 0" if found else "not found: the pooled CI does not lie above 0")
+    return "\n".join(lines) + f"\n\nBaseline-relative kinetics add to baseline-free serial features: {verdict}."
+
+
 def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], provenance: dict[str, Any],
                       matrix: pd.DataFrame, feature_names: list[str], train_meta: dict[str, Any],
                       result_times: dict[str, dict[str, float]] | None = None) -> str:
@@ -123,7 +150,8 @@ def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], proven
         for value, g in groups.items():
             est = g.get("suppressed") or (f"AUROC {g['auroc']:.3f} (95% CI {g['auroc_ci_low']:.3f}–{g['auroc_ci_high']:.3f}),"
                                           f" observed {g['observed_rate']:.3f} vs mean predicted {g['mean_predicted']:.3f}")
-            subgroup_lines.append(f"| {column} | {value} | {g['n_patients']} | {g['n_events']} | {est} |")
+            subgroup_lines.append(f"| {column} | {value} | {g['n_patients']} | "
+                                  f"{g.get('n_event_patients', 'n/a')} ({g['n_events']}) | {est} |")
     counts = (metrics.get("landmark_rows") or
               (landmark_counts(matrix) if "outcome_status" in matrix else None))
     count_text = ("\n\n" + label_count_table(counts)) if counts else ""
@@ -165,7 +193,8 @@ def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], proven
                                           if "current_grade" in feature_names else "")
                                        + ". Analytes: " + ", ".join(analytes) + "." + timing_text,
         "Sample size and events": f"{pooled['n_patients']} patients, {pooled['n_rows']} eligible landmark rows with "
-                                  f"a known outcome, {pooled['n_events']} rows with the outcome (prevalence "
+                                  f"a known outcome, {pooled['n_events']} rows with the outcome in "
+                                  f"{pooled.get('n_event_patients', 'an unknown number of')} patients (row prevalence "
                                   f"{pooled['prevalence']:.3f})"
                                   + (f"; {unknown} eligible rows with an unknown outcome left out." if counts else "."),
         "Missing data": "Absent analytes stay missing (XGBoost routes them natively) with explicit indicators; no "
@@ -179,11 +208,16 @@ def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], proven
                            f"chosen on training folds for sensitivity ≥ {t.get('target_sensitivity', 0.9)}.",
         "Performance": "Held-out (outer-fold) patients, patient-level bootstrap 95% CIs "
                        f"({params['evaluate']['n_bootstrap']} resamples).\n\n" + performance_table(metrics)
-                       + "\n\nKinetics vs comparators (paired bootstrap ΔAUROC):\n" + (delta_text or "- not computed"),
+                       + "\n\nKinetics vs comparators (paired bootstrap ΔAUROC, one split):\n" + (delta_text or "- not computed")
+                       + "\n\n" + claim_text(metrics.get("claim")),
         "Calibration": f"Calibration slope {_ci(pooled, 'xgb_kinetics.calibration_slope')}, intercept "
                        f"{_ci(pooled, 'xgb_kinetics.calibration_intercept')} (ideal 1 and 0). See calibration.png.",
-        "Clinical utility": f"At the operating point: {op_text or 'not computed'}. Decision curve: decision_curve.png.",
-        "Fairness by subgroup": "| by | group | patients | events | estimate |\n|---|---|---|---|---|\n"
+        "Clinical utility": f"At the operating point: {op_text or 'not computed'}. Decision curves: "
+                            "decision_curve.png (pooled) and decision_curves_by_landmark.png (pooled and per "
+                            "landmark, with 95% patient-bootstrap bands).",
+        "Fairness by subgroup": f"Estimates suppressed below {params['evaluate'].get('subgroup_min_events', 10)} "
+                                "patients with (or without) an event.\n\n"
+                                "| by | group | patients | event patients (event rows) | estimate |\n|---|---|---|---|---|\n"
                                 + "\n".join(subgroup_lines),
         "Limitations": ("Trained and evaluated on SIMULATED data whose kinetics are assumptions grounded in "
                         "published summaries; performance on real cohorts is unknown and expected to be lower "

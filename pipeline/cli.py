@@ -19,11 +19,13 @@ VERBS = {
     "featurize": "pipeline.featurize",
     "pretrain": "pipeline.pretrain",
     "train": "pipeline.train",
+    "claim": "pipeline.claim",
     "evaluate": "pipeline.evaluate",
     "explain": "pipeline.explain",
     "register": "pipeline.register",
     "score": "pipeline.score",
     "report": "pipeline.report",
+    "recalibrate": "pipeline.recalibrate",
     "models": "pipeline.models_command",
 }
 

@@ -29,35 +29,40 @@ def configure(p: argparse.ArgumentParser) -> None:
 def evaluate() -> dict[str, Any]:
     import pandas as pd
 
+    from crs_settings.progress import Progress
     from features.chunks import folder_result_time_counts
     from features.landmarks import landmark_counts
     from features.transformer import KineticFeatures
-    from models.evaluate import evaluate_predictions
+    from models.baselines import published_m_easix
+    from models.evaluate import evaluate_predictions, evaluation_steps
     from models.model_card import render_model_card
     from models.plots import write_curves
     from pipeline.common import cohort_provenance, path_of, stage_context
 
     root, p = stage_context("evaluate")
     e = p["evaluate"]
+    model_dir = path_of(root, p, "model")
+    features = json.loads((model_dir / "features.json").read_text())
+    turnaround = KineticFeatures.from_dict(features).turnaround_map()
     oof = pd.read_parquet(path_of(root, p, "oof"))
-    from crs_settings.progress import Progress
-    from models.evaluate import evaluation_steps
-
+    oof = oof.join(published_m_easix(read_m_easix_labs(path_of(root, p, "cohort") / "labs.parquet"), oof,
+                                     turnaround_hours=_turnaround_of_inputs(turnaround)))
     with Progress(evaluation_steps(oof), unit="blocks", desc="crs evaluate (pooled, landmarks, subgroups)") as bar:
         metrics = evaluate_predictions(oof, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]),
                                        progress=bar.update)
+    claim_path = path_of(root, p, "claim")
+    if claim_path.exists():  # the central claim (claim stage): repeated-CV ΔAUROC of nested feature sets
+        metrics["claim"] = claim_headline(json.loads(claim_path.read_text()))
     prov = cohort_provenance(root, p)
     metrics["cohort"] = {"synthetic": bool(prov.get("synthetic", False)), "source": prov.get("source", "")}
-    model_dir = path_of(root, p, "model")
-    features = json.loads((model_dir / "features.json").read_text())
     matrix = pd.read_parquet(path_of(root, p, "features"))
     # every landmark row: eligible, labelled, and the unknown ones left out (censored, onset unknown)
     metrics["landmark_rows"] = landmark_counts(matrix)
     # lab rows whose availability the feature build assumed (no result time), with the model's rule
-    metrics["result_times"] = folder_result_time_counts(path_of(root, p, "cohort"),
-                                                        KineticFeatures.from_dict(features).turnaround_map())
+    metrics["result_times"] = folder_result_time_counts(path_of(root, p, "cohort"), turnaround)
     label = "SYNTHETIC cohort" if prov.get("synthetic") else "held-out patients"
-    write_curves(oof, metrics, path_of(root, p, "plots"), label, e["decision_thresholds"])
+    write_curves(oof, metrics, path_of(root, p, "plots"), label, e["decision_thresholds"],
+                 bands=(int(e["n_bootstrap"]), int(e["seed"])))
     path_of(root, p, "metrics").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     meta = json.loads((model_dir / "meta.json").read_text())
     card = render_model_card(params=p, metrics=metrics, provenance=prov, matrix=matrix,
@@ -67,10 +72,41 @@ def evaluate() -> dict[str, Any]:
     return metrics
 
 
+def read_m_easix_labs(path: Path):
+    """Only the LDH, CRP and platelet rows of a canonical labs.parquet (the m-EASIX inputs)."""
+    import pandas as pd
+
+    from models.baselines import M_EASIX_INPUTS
+
+    columns = ["patient_id", "analyte", "hours_since_infusion", "value", "censor", "resulted_hours"]
+    labs = pd.read_parquet(path, columns=columns, filters=[("analyte", "in", list(M_EASIX_INPUTS))])
+    return labs.assign(analyte=labs["analyte"].astype(str), patient_id=labs["patient_id"].astype(str))
+
+
+def _turnaround_of_inputs(turnaround: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """The model's availability rule for the m-EASIX inputs it knows (others: the registry default)."""
+    from models.baselines import M_EASIX_INPUTS
+
+    return tuple(sorted((code, float(h)) for code, h in turnaround.items() if code in M_EASIX_INPUTS))
+
+
+def claim_headline(claim: dict[str, Any]) -> dict[str, Any]:
+    """What metrics.json carries of claim.json: the deltas with CIs pooled, per landmark and on rows
+    with a real baseline, and whether the claim was found."""
+    out: dict[str, Any] = {"claim_found": claim["claim_found"], "serial_adds_to_absolute": claim["serial_adds_to_absolute"]}
+    for subset, entry in claim["subsets"].items():
+        if subset == "pooled" or subset.startswith("landmark ") or subset == "with real baseline":
+            key = subset.replace("landmark ", "").replace(" ", "_")
+            out[key] = {k: v for k, v in entry.items() if k.startswith("delta_auroc.") and "_corrected_t_" not in k
+                        and not k.endswith("_repeat_sd") and "M2_minus_M0" not in k}
+    return out
+
+
 def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_dir: Path,
                       landmarks: list[float] | None = None) -> dict[str, Any]:
     """`crs evaluate --model URI --cohort PATH`: the same metrics and plots on another cohort."""
     from cohorts.io import read_cohort
+    from models.baselines import M_EASIX_INPUTS, published_m_easix
     from models.evaluate import evaluate_predictions
     from models.external import external_predictions
     from models.plots import write_curves
@@ -88,12 +124,15 @@ def evaluate_external(model_uri: str, cohort_path: Path, fmt: str | None, out_di
     bundle = loaded.bundle
     landmarks = landmarks or list(bundle.meta["landmarks_hours"])
     table = external_predictions(bundle, cohort, landmarks)
+    inputs = cohort.labs[cohort.labs["analyte"].astype(str).isin(M_EASIX_INPUTS)]
+    table = table.join(published_m_easix(inputs, table,
+                                         turnaround_hours=_turnaround_of_inputs(bundle.features.turnaround_map())))
     metrics = evaluate_predictions(table, int(e["n_bootstrap"]), int(e["seed"]), int(e["subgroup_min_events"]))
     metrics["model_uri"] = model_uri
     metrics["cohort"] = {"path": str(cohort_path), "format": fmt or "canonical",
                          "synthetic": bool(cohort.provenance.get("synthetic", False))}
     label = f"external: {cohort_path.name}" + (" (SYNTHETIC)" if metrics["cohort"]["synthetic"] else "")
-    write_curves(table, metrics, out_dir, label, e["decision_thresholds"])
+    write_curves(table, metrics, out_dir, label, e["decision_thresholds"], bands=(int(e["n_bootstrap"]), int(e["seed"])))
     table.to_parquet(out_dir / "predictions.parquet", index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if loaded.name:  # a registered model: an MLflow evaluation run linked to the version evaluated

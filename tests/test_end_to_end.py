@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def _env(project: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CRS_PROJECT_ROOT", "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k not in ("CRS_PROJECT_ROOT", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     return env
@@ -45,6 +45,7 @@ def _small_params(project: Path) -> None:
     p["pretrain"]["patients"] = 600          # the stage's output is not copied: a small prior is rebuilt here
     p["pretrain"]["xgboost"]["n_estimators"] = 60
     p["evaluate"]["n_bootstrap"] = 20
+    p["claim"].update(repeats=2, folds=3, n_rounds=30, n_bootstrap=50)
     p["explain"]["max_rows"] = 200
     # a tiny cohort has wide CIs: loose absolute gates here; the negative-control test tightens them
     p["register"]["gates"] = {"min_auroc_ci_low": 0.0, "calibration_slope_range": [0.0, 10.0],
@@ -80,6 +81,9 @@ def test_repro_writes_metrics_plots_and_lock(repro):
         assert (project / f"data/plots/{png}.png").stat().st_size > 1000, png
     card = (project / "data/model_card.md").read_text()
     assert "## Performance" in card and "SYNTHETIC" in card
+    claim = json.loads((project / "data/claim.json").read_text())
+    assert set(claim["feature_sets"]) >= {"M0", "M1", "M2"} and "pooled" in claim["subsets"]
+    assert metrics["claim"]["claim_found"] == claim["claim_found"]
     assert (project / "data/explain/shap_beeswarm.png").stat().st_size > 1000
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert {"simulate", "featurize", "train", "evaluate", "explain", "register"} <= set(lock["stages"])

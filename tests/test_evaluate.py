@@ -105,3 +105,79 @@ def test_model_card_states_counts_result_times_and_usual_care():
     assert "Vasopressors are not" in card and "2 eligible rows with an unknown outcome left out" in card
     for placeholder in ("TODO", "TBD", "nan", "None", "{", "?"):
         assert placeholder not in card, placeholder
+
+
+def test_fast_bootstrap_gives_the_cis_of_resampling_rows():
+    """block_metrics (weights) equals, to 1e-9, the per-resample computation it replaced."""
+    from models.bootstrap import bootstrap_ci
+    from models.evaluate import _present, block_metrics, point_metrics
+
+    oof = _oof(150)
+    oof.loc[oof.index % 7 == 0, "m_easix"] = np.nan               # a comparator missing on some rows
+    y = oof["label"].to_numpy().astype(int)
+    scores = {c: oof[c].to_numpy(dtype="float64") for c in _present(oof)}
+    thr = oof["threshold"].to_numpy(dtype="float64")
+    slow = bootstrap_ci(oof["patient_id"].to_numpy(),
+                        lambda r: point_metrics(y[r], {c: s[r] for c, s in scores.items()}, thr[r]), 80, 3)
+    fast = block_metrics(oof, 80, 3)
+    assert slow
+    for key, (lo, hi) in slow.items():
+        np.testing.assert_allclose([fast[f"{key}_ci_low"], fast[f"{key}_ci_high"]], [lo, hi], rtol=1e-7, atol=1e-9,
+                                   err_msg=key)
+
+
+def test_events_are_counted_by_patient_and_subgroups_suppressed_by_event_patients():
+    oof = _oof(300)
+    metrics = evaluate_predictions(oof, n_boot=20, seed=1, min_subgroup_events=5)
+    pooled = metrics["pooled"]
+    assert pooled["n_event_patients"] == oof.loc[oof["label"] == 1, "patient_id"].nunique() <= pooled["n_events"]
+    # one patient with many event rows is one patient: suppression counts patients, not rows
+    few = _oof(60).assign(therapy="x")
+    events, others = [f"P{i}" for i in range(3)], [f"P{i}" for i in range(3, 13)]
+    few.loc[few["patient_id"].isin(events + others), "therapy"] = "y"
+    few.loc[few["patient_id"].isin(events), "label"] = 1           # 9 event rows, but 3 event patients
+    few.loc[few["patient_id"].isin(others), "label"] = 0           # 30 non-event rows, 10 patients
+    groups = evaluate_predictions(few, n_boot=20, seed=1, min_subgroup_events=4)["subgroups"]["therapy"]
+    assert groups["y"]["n_events"] == 9 and groups["y"]["n_event_patients"] == 3 and "suppressed" in groups["y"]
+
+
+def test_case_mix_comparator_comes_from_training_folds_and_is_compared():
+    oof = _oof(300)
+    metrics = evaluate_predictions(oof, n_boot=20, seed=1, min_subgroup_events=5)
+    pooled = metrics["pooled"]
+    assert "case_mix_prevalence.auroc" in pooled and "delta_auroc.xgb_kinetics_minus_case_mix_prevalence" in pooled
+    assert "case_mix_prevalence.calibration_slope" in pooled
+    external = evaluate_predictions(oof.assign(fold=-1), n_boot=20, seed=1, min_subgroup_events=5)["pooled"]
+    assert "case_mix_prevalence.auroc" not in external              # no training folds: no comparator invented
+
+
+def test_decision_curves_by_landmark_have_bands():
+    from models.evaluate import decision_curves_by_landmark
+
+    table = decision_curves_by_landmark(_oof(), np.array([0.05, 0.1, 0.2]), 50, 1)
+    assert set(table["scope"]) == {"pooled", "24h", "48h", "72h"}
+    assert {"xgb_kinetics", "lr_single_value", "case_mix_prevalence", "treat_all", "treat_none"} <= set(table["model"])
+    assert "prevalence_only" not in set(table["model"]) and "m_easix" not in set(table["model"])
+    body = table[table["model"] == "xgb_kinetics"]
+    assert (body["ci_low"] <= body["net_benefit"] + 1e-12).all() and (body["net_benefit"] <= body["ci_high"] + 1e-12).all()
+
+
+def test_model_card_reports_the_claim_with_cis_and_its_verdict():
+    oof = _oof()
+    metrics = evaluate_predictions(oof, n_boot=20, seed=1, min_subgroup_events=5)
+    block = {"delta_auroc.M1_minus_M0": 0.02, "delta_auroc.M1_minus_M0_ci_low": 0.01, "delta_auroc.M1_minus_M0_ci_high": 0.03,
+             "delta_auroc.M2_minus_M1": 0.001, "delta_auroc.M2_minus_M1_ci_low": -0.005, "delta_auroc.M2_minus_M1_ci_high": 0.007}
+    metrics["claim"] = {"claim_found": False, "serial_adds_to_absolute": True, "pooled": block, "24h": block,
+                        "with_real_baseline": block}
+    params = {"featurize": {"landmarks_hours": "24,48,72", "horizon_hours": 72, "analytes": ["IL6"]},
+              "train": {"n_folds": 3}, "evaluate": {"n_bootstrap": 20, "subgroup_min_events": 5}}
+    matrix = oof.assign(eligible=True, **{"IL6__n_draws": 1.0, "IL6__has_baseline": 0.0})
+    card = render_model_card(params=params, metrics=metrics, provenance={"synthetic": True, "simulator_version": "1",
+                                                                          "seed": 1, "patients": 300},
+                             matrix=matrix, feature_names=["a"], train_meta={"n_rounds": 10, "chosen_params": {}})
+    assert "| pooled | 0.020 (95% CI 0.010–0.030) | 0.001 (95% CI -0.005–0.007) |" in card
+    assert "| with real baseline |" in card and "not found: the pooled CI does not lie above 0" in card
+    assert card.index("| pooled |") < card.index("| 24h |") < card.index("| with real baseline |")
+    assert "event patients (event rows)" in card and "decision_curves_by_landmark.png" in card
+    for placeholder in ("TODO", "TBD", "nan", "None", "{", "?"):
+        assert placeholder not in card, placeholder

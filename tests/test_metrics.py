@@ -63,6 +63,9 @@ def test_bootstrap_ci_covers_true_auroc_at_about_nominal_rate():
     """A score with known population AUROC: the 95% CI covers it in roughly 95% of cohorts."""
     from scipy.stats import norm
 
+    from models.bootstrap import bootstrap_ci_weighted
+    from models.metrics import auroc_weighted
+
     true_auc = norm.cdf(1.0 / np.sqrt(2))  # binormal, unit shift
     covered, trials = 0, 60
     for t in range(trials):
@@ -70,6 +73,61 @@ def test_bootstrap_ci_covers_true_auroc_at_about_nominal_rate():
         y = (rng.random(400) < 0.3).astype(int)
         score = rng.standard_normal(400) + y
         pid = np.arange(400)
-        lo, hi = bootstrap_ci(pid, lambda r, y=y, s=score: {"auroc": auroc(y[r], s[r])}, 200, seed=t)["auroc"]
+        lo, hi = bootstrap_ci_weighted(pid, lambda W, y=y, s=score: {"auroc": auroc_weighted(y, s, W)}, 200,
+                                       seed=t)["auroc"]  # the same resamples as bootstrap_ci (tested below)
         covered += lo <= true_auc <= hi
     assert 0.85 <= covered / trials <= 1.0
+
+
+def test_weighted_measures_equal_the_measures_of_the_resampled_rows():
+    """Each resample as row weights gives, to 1e-9, what the measure gives on the resampled rows
+    (ties, several rows per patient, a per-row threshold, a resample may lose a class)."""
+    from models.bootstrap import weight_blocks
+    from models.metrics import (
+        auprc_weighted,
+        auroc_weighted,
+        brier_weighted,
+        calibration_slope_intercept_weighted,
+        confusion_at_weighted,
+        net_benefit_treat_all_weighted,
+        net_benefit_weighted,
+    )
+
+    rng = np.random.default_rng(4)
+    pid = np.repeat(np.arange(40), rng.integers(1, 4, 40))
+    n = pid.size
+    y = (rng.random(n) < 0.2).astype(int)
+    p = np.round(1 / (1 + np.exp(-(-1.5 + 1.2 * y + rng.standard_normal(n)))), 2)  # ties
+    thr = np.where(rng.random(n) < 0.5, 0.2, 0.3)
+    grid = np.array([0.05, 0.1, 0.3])
+    W = np.concatenate(list(weight_blocks(pid, 50, seed=9, max_cells=7 * n)))  # several blocks
+    got = {"auroc": auroc_weighted(y, p, W), "auprc": auprc_weighted(y, p, W), "brier": brier_weighted(y, p, W)}
+    got["slope"], got["intercept"] = calibration_slope_intercept_weighted(y, p, W)
+    conf = confusion_at_weighted(y, p, thr, W)
+    nb, nb_all = net_benefit_weighted(y, p, grid, W), net_benefit_treat_all_weighted(y, grid, W)
+    for b, rows in enumerate(patient_resamples(pid, 50, seed=9)):
+        yy, pp = y[rows], p[rows]
+        np.testing.assert_array_equal(np.bincount(rows, minlength=n), W[b])  # the same resample
+        want = {"auroc": auroc(yy, pp), "auprc": auprc(yy, pp), "brier": brier(yy, pp)}
+        want["slope"], want["intercept"] = calibration_slope_intercept(yy, pp)
+        for k, v in want.items():
+            np.testing.assert_allclose(got[k][b], v, rtol=1e-7, atol=1e-9, err_msg=k)
+        for k, v in confusion_at(yy, pp, thr[rows]).items():
+            np.testing.assert_allclose(conf[k][b], v, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(nb[b], net_benefit(yy, pp, grid), atol=1e-12)
+        np.testing.assert_allclose(nb_all[b], net_benefit_treat_all(yy, grid), atol=1e-12)
+    lost = W @ y == 0  # resamples without an event have no AUROC, AUPRC or calibration
+    assert np.isnan(got["auroc"][lost]).all() and np.isnan(got["slope"][lost]).all()
+
+
+def test_weighted_bootstrap_ci_equals_the_resampling_one():
+    from models.bootstrap import bootstrap_ci_weighted
+    from models.metrics import auroc_weighted
+
+    rng = np.random.default_rng(2)
+    pid = np.repeat(np.arange(150), 2)
+    y = (rng.random(pid.size) < 0.3).astype(int)
+    s = rng.standard_normal(pid.size) + y
+    slow = bootstrap_ci(pid, lambda r: {"a": auroc(y[r], s[r])}, 300, seed=5)["a"]
+    fast = bootstrap_ci_weighted(pid, lambda W: {"a": auroc_weighted(y, s, W)}, 300, seed=5)["a"]
+    np.testing.assert_allclose(fast, slow, atol=1e-12)
