@@ -80,7 +80,11 @@ def extend_followup(patients: pd.DataFrame, labs: pd.DataFrame) -> pd.DataFrame:
 def result_time_report(labs: pd.DataFrame, notes: list[str]) -> dict[str, Any]:
     """Per analyte: rows without a result time and how many the registry's default turnaround will
     place later than the draw (featurize.assume_turnaround_hours can override it per analyte)."""
-    counts = result_time_counts(labs, default_turnaround_hours())
+    return result_time_note(result_time_counts(labs, default_turnaround_hours()), notes)
+
+
+def result_time_note(counts: dict[str, dict[str, float]], notes: list[str]) -> dict[str, Any]:
+    """The note for `counts` (cohorts.schema.result_time_counts, possibly added up chunk by chunk)."""
     delayed = {a: c["assumed_later_than_draw"] for a, c in counts.items() if c["assumed_later_than_draw"]}
     if delayed:
         notes.append("rows without a result time are assumed available at draw + the analyte's "
