@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
+from features.spark import plain
 from scoring.batch import ScoringError
-from scoring.spark import plain
 
 RAW_KEY = "_pid"   # the patient id as text, for grouping the raw rows
 ROW = "_row"       # input row number, 0-based, in file order
@@ -289,7 +289,8 @@ def ingest_spark(spark, fmt: str, path: str | Path, *, patients_per_group: int |
 
     from cohorts.ingest.harmonise import DEFAULT_WINDOW_HOURS, QUARANTINE_COLUMNS
     from cohorts.schema import canonical_events, canonical_grades, canonical_patients
-    from scoring.spark import group_count
+    from crs_settings import load_params
+    from features.spark import group_count
 
     window = tuple(float(x) for x in (window_hours or DEFAULT_WINDOW_HOURS))
     if fmt not in ("long", "omop"):
@@ -324,7 +325,7 @@ def ingest_spark(spark, fmt: str, path: str | Path, *, patients_per_group: int |
     if rows_in == 0:
         raise ScoringError("The labs table has no data rows", file=source.lab_file)
     lab_df = lab_df.withColumn(RAW_KEY, F.trim(F.col(id_col).cast("string")))
-    n_groups = group_count(len(known), patients_per_group) or max(1, len(known))
+    n_groups = group_count(len(known), patients_per_group, int(load_params()["score"]["chunk_patients"])) or max(1, len(known))
     grouped = lab_df.withColumn("_key", F.pmod(F.xxhash64(F.coalesce(F.col(RAW_KEY), F.lit(""))), F.lit(n_groups)))
     struct = _lab_struct()
     names = [f.name for f in struct.fields]

@@ -251,8 +251,8 @@ def test_omop_from_a_spark_database_equals_the_folder(tmp_path, spark, model, co
 
 def test_featurize_on_spark_equals_featurize_folder(tmp_path, spark, cohort):
     from features.chunks import featurize_folder
+    from features.spark import featurize_folder_spark
     from features.transformer import KineticFeatures
-    from scoring.spark import featurize_folder_spark
 
     folder = split_folder(tmp_path, cohort)
     kf = KineticFeatures()
@@ -266,13 +266,36 @@ def test_featurize_on_spark_equals_featurize_folder(tmp_path, spark, cohort):
 
 
 def test_a_bad_canonical_table_is_one_input_error(tmp_path, spark, model, cohort):
-    from scoring.batch import ScoringError
+    from cohorts.errors import CohortError
     from scoring.spark import score_cohort_spark
 
     folder = split_folder(tmp_path, cohort, n_files=2)
     bad = pd.read_parquet(folder / "labs.parquet" / "part-0.parquet")
     bad.loc[0, "value"] = np.inf
     bad.to_parquet(folder / "labs.parquet" / "part-0.parquet", index=False)
-    with pytest.raises(ScoringError, match="must be a finite number"):
+    with pytest.raises(CohortError, match="must be a finite number"):
         score_cohort_spark(folder, "", tmp_path / "s.parquet", model=model, landmarks=LANDMARKS, spark=spark)
     assert not (tmp_path / "s.parquet").exists()
+
+
+def test_cli_score_and_featurize_with_engine_spark(tmp_path, spark, model, cohort, monkeypatch, capsys):
+    """`crs score --engine spark` (the alias resolved once, by the driver) and `crs featurize --engine spark`."""
+    import scoring.spark
+    from pipeline.cli import main
+
+    asked = []
+    monkeypatch.setattr(scoring.spark, "resolve_model",
+                        lambda uri: uri if isinstance(uri, LoadedModel) else asked.append(uri) or model)
+    folder = split_folder(tmp_path, cohort)
+    code = main(["score", "--engine", "spark", "--cohort", str(folder), "--model", "models:/severe-crs@champion",
+                 "--landmarks", "24,48", "--out", str(tmp_path / "scores.parquet"), "--patients-per-group", "9"])
+    assert code == 0 and asked == ["models:/severe-crs@champion"]
+    assert "124 rows written" in capsys.readouterr().out
+    score_cohort(folder, "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, progress=False)
+    compare(pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "scores.parquet"))
+    code = main(["featurize", "--engine", "spark", "--cohort", str(folder), "--landmarks", "24,48",
+                 "--out", str(tmp_path / "features.parquet")])
+    assert code == 0 and len(pd.read_parquet(tmp_path / "features.parquet")) == 2 * len(cohort.patients)
+    code = main(["score", "--engine", "spark", "--cohort", str(folder), "--landmarks", "24",
+                 "--out", str(tmp_path / "scores.csv")])
+    assert code == 2 and "writes Parquet" in capsys.readouterr().err
