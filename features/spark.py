@@ -113,6 +113,18 @@ def plain(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), None) for c in text})
 
 
+def at_least_cores(df, n_groups: int | None) -> int | None:
+    """At least one group per core of the session (a small cohort still runs on every core);
+    grouping never changes results."""
+    if n_groups is None:
+        return None
+    try:
+        cores = int(df.sparkSession.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect has no SparkContext: keep G
+        return n_groups
+    return max(n_groups, cores)
+
+
 def table_of(pdf: pd.DataFrame, tag: str, columns: list[str]) -> pd.DataFrame:
     """The rows of one table back out of a group of the union, with their own column names."""
     rows = pdf[(pdf[TAG] == tag).to_numpy()]
@@ -171,6 +183,7 @@ def featurize_spark(spark_df_labs, spark_df_patients, features, landmarks: list[
     names = [f.name for f in schema.fields]
     n = int(n_patients if n_patients is not None else patients.count())
     n_groups = group_count(n, patients_per_group, int(features.chunk_patients))
+    n_groups = at_least_cores(spark_df_patients, n_groups)
 
     def featurize_group(pdf: pd.DataFrame) -> pd.DataFrame:
         return plain(_matrix_of(pdf, features, landmarks, cols)[names])

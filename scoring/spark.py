@@ -31,6 +31,7 @@ from features.spark import (
     LAB_COLUMNS,
     LABS,
     PATIENTS,
+    at_least_cores,
     group_count,
     grouped_union,
     input_errors,
@@ -180,6 +181,7 @@ def score_spark(spark_df_labs, spark_df_patients, model_uri: str | LoadedModel,
         tables[EVENTS] = text_id(events).join(ids, "patient_id", "left_semi")
     n = int(n_patients if n_patients is not None else patients.count())
     n_groups = group_count(n, patients_per_group, default_chunk())
+    n_groups = at_least_cores(spark_df_patients, n_groups)
     cols = {tag: list(df.columns) for tag, df in tables.items()}
     has_events = events is not None
     options = {"reasons": reasons, "as_of_latest": as_of_latest, "landmark_tolerance_hours": tolerance}
