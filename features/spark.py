@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cohorts.errors import CohortError
@@ -127,12 +128,12 @@ def at_least_cores(df, n_groups: int | None) -> int | None:
 
 def table_of(pdf: pd.DataFrame, tag: str, columns: list[str]) -> pd.DataFrame:
     """The rows of one table back out of a group of the union, with their own column names."""
-    rows = pdf[(pdf[TAG] == tag).to_numpy()]
-    out = pd.DataFrame({"patient_id": rows["patient_id"].to_numpy()})
+    take = np.flatnonzero((pdf[TAG] == tag).to_numpy())
+    out = {"patient_id": pdf["patient_id"].to_numpy()[take]}
     for c in columns:
         if c != "patient_id":
-            out[c] = rows[f"{tag}__{c}"].to_numpy()
-    return out
+            out[c] = pdf[f"{tag}__{c}"].to_numpy()[take]
+    return pd.DataFrame(out)
 
 
 def group_count(n_patients: int, patients_per_group: int | None, default: int) -> int | None:
@@ -146,12 +147,12 @@ def group_count(n_patients: int, patients_per_group: int | None, default: int) -
 
 
 def lab_order(labs: pd.DataFrame) -> pd.DataFrame:
-    """A group's lab rows in a fixed order (Spark hands them over in any order): by patient, then
-    input row, then time, as a canonical file grouped by patient reads."""
-    if labs.empty:
+    """A group's lab rows in a fixed order (Spark hands them over in any order): input row order
+    (`source_row`) where the table has it, as a canonical file read in order gives them."""
+    if labs.empty or "source_row" not in labs:
         return labs
-    keys = [c for c in ("patient_id", "source_row", "analyte", "hours_since_infusion") if c in labs]
-    return labs.sort_values(keys, kind="mergesort").reset_index(drop=True)
+    rows = pd.to_numeric(labs["source_row"], errors="coerce").to_numpy("float64")
+    return labs.iloc[np.argsort(rows, kind="stable")].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- features
