@@ -6,6 +6,7 @@ outside a project); nothing here holds a default of its own.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -56,3 +57,20 @@ def relative(path: str | Path, root: Path) -> str:
 def cohort_provenance(root: Path, params: dict[str, Any]) -> dict[str, Any]:
     path = path_of(root, params, "cohort") / "provenance.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def add_engine_options(p: argparse.ArgumentParser, group_default: str) -> None:
+    """--engine local|spark and the Spark options (shared with `crs featurize`)."""
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local: this machine, streamed in chunks; spark: the same code per group of whole "
+                        "patients on Apache Spark (needs the spark extra; --out is then a Parquet folder of part "
+                        "files; default: local)")
+    p.add_argument("--spark-master", default=None,
+                   help="Spark master URL, e.g. local[2] or spark://host:7077 (default: the active session's, "
+                        "or spark-submit's, else local[*])")
+    p.add_argument("--patients-per-group", type=int, default=None,
+                   help=f"--engine spark: patients per pandas call (default: {group_default}; 1 groups by "
+                        "patient_id itself)")
+    p.add_argument("--partition-by", default=None,
+                   help="--engine spark: comma-separated output columns to partition the Parquet folder by "
+                        "(e.g. status; default: none, one part file per task)")

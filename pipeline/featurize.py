@@ -19,6 +19,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmarks", nargs="+", default=None,
                    help="hours since infusion, e.g. 24,48,72 (default: params featurize.landmarks_hours)")
     p.add_argument("--out", type=Path, required=True, help="output Parquet file")
+    from pipeline.common import add_engine_options
+
+    add_engine_options(p, "params featurize.chunk_patients")
 
 
 def featurize(cohort_dir: Path, landmarks: list[float] | None, out: Path) -> dict[str, int]:
@@ -50,10 +53,28 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.common import parse_landmarks
 
     landmarks = parse_landmarks(",".join(args.landmarks)) if args.landmarks else None
+    if getattr(args, "engine", "local") == "spark":
+        counts = featurize_on_spark(args, landmarks)
+        print(f"{counts['rows']} patient x landmark rows from {counts['patients']} patients (Spark) -> {args.out}")
+        return 0
     counts: dict[str, Any] = featurize(args.cohort, landmarks, args.out)
     print(f"{counts['rows']} patient x landmark rows from {counts['patients']} patients, "
           f"{counts['lab_rows']} lab rows -> {args.out}")
     return 0
+
+
+def featurize_on_spark(args: argparse.Namespace, landmarks: list[float] | None) -> dict[str, Any]:
+    """`--engine spark`: scoring.spark.featurize_folder_spark, the same KineticFeatures from params."""
+    from features.spark import featurize_folder_spark
+    from features.transformer import KineticFeatures
+    from pipeline.common import configuration, parse_landmarks
+
+    f = configuration()["featurize"]
+    partition_by = [c.strip() for c in args.partition_by.split(",") if c.strip()] if args.partition_by else None
+    return featurize_folder_spark(args.cohort, args.out, KineticFeatures.from_params(f),
+                                  landmarks or parse_landmarks(f["landmarks_hours"]),
+                                  patients_per_group=args.patients_per_group or int(f["chunk_patients"]),
+                                  master=args.spark_master, partition_by=partition_by)
 
 
 def main(argv: list[str] | None = None) -> int:

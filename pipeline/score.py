@@ -30,6 +30,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "band edge; TreeSHAP costs ~0.25 ms per row)")
     p.add_argument("--chunk-patients", type=int, default=None,
                    help="patients per chunk (default: params score.chunk_patients); bounds memory")
+    from pipeline.common import add_engine_options
+
+    add_engine_options(p, "--chunk-patients, else params score.chunk_patients")
+
 
 
 def score(cohort_dir: Path, model_uri: str, landmarks: list[float] | None, out: Path, *, fmt: str | None = None,
@@ -44,6 +48,18 @@ def score(cohort_dir: Path, model_uri: str, landmarks: list[float] | None, out: 
                         as_of_latest=as_of_latest, reasons=reasons, chunk_patients=chunk, progress=progress)
 
 
+def score_on_spark(args: argparse.Namespace, landmarks: list[float] | None, as_of_latest: bool) -> dict[str, Any]:
+    """`--engine spark`: scoring.spark (PySpark imported only here)."""
+    from pipeline.common import configuration
+    from scoring.spark import score_cohort_spark
+
+    per_group = args.patients_per_group or args.chunk_patients or int(configuration()["score"]["chunk_patients"])
+    partition_by = [c.strip() for c in args.partition_by.split(",") if c.strip()] if args.partition_by else None
+    return score_cohort_spark(args.cohort, args.model, args.out, fmt=args.format, landmarks=landmarks,
+                              as_of_latest=as_of_latest, reasons=args.reasons, patients_per_group=per_group,
+                              partition_by=partition_by, master=args.spark_master)
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline.common import parse_landmarks
     from scoring.batch import format_summary
@@ -51,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     as_of_latest = args.as_of == "latest"
     landmarks = parse_landmarks(args.landmarks) if args.landmarks else None
-    summary = score(args.cohort, args.model, landmarks, args.out, fmt=args.format, as_of_latest=as_of_latest,
-                    reasons=args.reasons, chunk_patients=args.chunk_patients)
+    if getattr(args, "engine", "local") == "spark":
+        summary = score_on_spark(args, landmarks, as_of_latest)
+    else:
+        summary = score(args.cohort, args.model, landmarks, args.out, fmt=args.format, as_of_latest=as_of_latest,
+                        reasons=args.reasons, chunk_patients=args.chunk_patients)
     print(format_summary(summary) + f"\n{time.time() - started:.1f}s in all, model loading included")
     for line in summary.get("warnings", []):
         print(f"crs score: warning: {line}", file=sys.stderr)

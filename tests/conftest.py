@@ -92,3 +92,19 @@ def mlflow_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
     log.close()
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """A local Spark session (`local[2]`, ~10-25 s to start) for the tests marked `spark`; stopped after.
+    Few shuffle partitions: the test data are tiny."""
+    pytest.importorskip("pyspark", reason="the Spark extra is not installed (pip install -e '.[spark]')")
+    from scoring.spark import spark_session
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = spark_session("local[2]", "crs-predict-tests", {
+        "spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2",
+        "spark.sql.warehouse.dir": str(warehouse), "spark.driver.memory": "1g",
+        "spark.sql.adaptive.enabled": "false"})
+    yield session
+    session.stop()

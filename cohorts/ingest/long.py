@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cohorts.errors import CohortError
-from cohorts.ingest.source import Source
+from cohorts.ingest.source import Source, row_numbers
 from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
 from cohorts.ingest.times import hours_from, num, parse_datetimes, parse_hours
 from cohorts.ingest.vocab import map_analytes, vocab
@@ -148,7 +148,8 @@ def open_long(folder: Path, chunk_rows: int) -> Source:
     if events is None:
         notes.append("no events table: treatments not recorded, so treatment features are unknown (NaN)")
     return Source(patients, events, str(labs_path), chunks, provenance, notes, canonical_units,
-                  passthrough, grades=grades)
+                  passthrough, grades=grades,
+                  raw_rows=lambda chunk, offset: _raw(chunk, offset, infusion, canonical_units))
 
 
 def _raw(chunk: pd.DataFrame, offset: int, infusion: pd.Series, canonical_units: bool) -> pd.DataFrame:
@@ -158,7 +159,7 @@ def _raw(chunk: pd.DataFrame, offset: int, infusion: pd.Series, canonical_units:
                         "value_in": chunk["value"]})
     keep_rows = canonical_units and "source_row" in chunk
     raw["source_row"] = (num(chunk["source_row"]).fillna(-1).astype("int64").to_numpy()
-                         if keep_rows else np.arange(offset, offset + n, dtype="int64"))
+                         if keep_rows else row_numbers(offset, n))
     if canonical_units:
         raw["unit_in"] = map_analytes(raw["analyte_in"]).map(vocab().canonical_unit)
     else:

@@ -34,7 +34,7 @@ from cohorts.ingest.clinical import (
     last_seen_hours,
     outcomes_from,
 )
-from cohorts.ingest.source import Source
+from cohorts.ingest.source import Source, row_numbers
 from cohorts.ingest.tables import columns_of, find_table, iter_chunks, read_all, require
 from cohorts.ingest.tables import text_column as _col
 from cohorts.ingest.times import hours_from, infusion_of, num, parse_datetimes
@@ -166,7 +166,8 @@ def open_omop(folder: Path, chunk_rows: int) -> Source:
 
     provenance = {"synthetic": False, "source": "omop", "path": str(folder), "patients_file": str(person_path)}
     return Source(patients, events, str(m_path), chunks, provenance, notes, grades=grades,
-                  followup_from_records=True)
+                  followup_from_records=True,
+                  raw_rows=lambda m, offset: _raw_measurement(m.reset_index(drop=True), offset, infusion, codes))
 
 
 def _dated(frame: pd.DataFrame, prefix: str, suffix: str = "") -> pd.DataFrame:
@@ -252,7 +253,7 @@ def _raw_measurement(m: pd.DataFrame, offset: int, infusion: pd.Series, codes: p
     hours, p2 = hours_from(ts, pid, infusion)
     problem = problem.where(problem != "", p2)
     rid = num(_col(m, "measurement_id"))
-    source_row = np.where(rid.notna(), rid.fillna(-1), np.arange(offset, offset + len(m))).astype("int64")
+    source_row = np.where(rid.notna(), rid.fillna(-1), row_numbers(offset, len(m))).astype("int64")
     analyte_in = source.fillna(_col(m, "measurement_concept_id"))
     return pd.DataFrame({"source_row": source_row, "patient_id": pid.to_numpy(),
                          "analyte_in": analyte_in.to_numpy(), "analyte": code.to_numpy(),
