@@ -38,7 +38,7 @@ run: $(STAMP)
 	$(BIN)/dvc repro
 	@echo
 	@echo "Done. The default cohort is SYNTHETIC (simulated); no clinical validity."
-	@echo "  metrics:       data/metrics.json   (dvc metrics show)"
+	@echo "  metrics:       data/metrics.json   (headline: dvc metrics show; every number: data/metrics_full.json)"
 	@echo "  plots:         data/plots/, data/explain/shap_beeswarm.png"
 	@echo "  model:         data/model/ ; registered as 'severe-crs' (see data/registration.json)"
 	@echo "  MLflow store:  $(CURDIR)/mlflow.db ; open it with: make ui  (http://127.0.0.1:$(PORT))"

@@ -304,5 +304,5 @@ def evaluate_claim(rows: pd.DataFrame, X: pd.DataFrame, tiers: dict[str, str], a
 
 
 def flat_headline(claim: dict[str, Any]) -> dict[str, float]:
-    """The pooled deltas (with CIs) as flat `claim.<key>` numbers for metrics.json."""
+    """The pooled deltas (with CIs) as flat `claim.<key>` numbers for metrics_full.json."""
     return {f"claim.{k}": float(v) for k, v in claim["headline"].items()}

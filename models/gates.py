@@ -50,7 +50,7 @@ class ChampionComparison:
 
 def decide(challenger: dict[str, float], gates: dict[str, Any],
            comparison: ChampionComparison | None = None) -> GateDecision:
-    """`challenger`: pooled metrics of the new version on held-out patients (flat names from metrics.json).
+    """`challenger`: pooled metrics of the new version on held-out patients (flat names from metrics_full.json).
 
     `comparison`: None when there is no current champion; else :func:`compare_with_champion`'s
     result. A comparison that is not possible is stated and the absolute gates decide alone.

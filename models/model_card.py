@@ -84,7 +84,7 @@ def _treatment_naive_text(metrics: dict[str, Any]) -> str:
     if "pooled" in block:
         naive = block["pooled"]
         return (text + f", {naive['n_events']} with the outcome; AUROC {_ci(naive, 'xgb_kinetics.auroc')}, "
-                f"calibration slope {_ci(naive, 'xgb_kinetics.calibration_slope')} (metrics.json treatment_naive).")
+                f"calibration slope {_ci(naive, 'xgb_kinetics.calibration_slope')} (metrics_full.json treatment_naive).")
     return text + "; too few to estimate performance."
 
 

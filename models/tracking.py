@@ -5,7 +5,8 @@
 - Metric keys are the headline only: the primary model's AUROC, AUPRC, Brier score and calibration
   slope, each with its 95% CI bounds, pooled and per landmark (`pooled/auroc`, `24h/auroc_ci_low`,
   ...: the UI groups charts by the part before `/`), plus the cohort counts. The full table travels
-  as artifacts (`metrics.json` as the evaluate stage wrote it, and `metrics_table.csv`).
+  as artifacts (`metrics.json`, the headline, and `metrics_full.json` as the evaluate stage wrote them, and
+  `metrics_table.csv`).
 - Cohorts are logged as MLflow datasets whose digest is the DVC hash and whose source names the DVC
   path, hash and git commit: lineage is one click from the run.
 - A model version is born with its gate decision, cohort provenance, git commit and headline

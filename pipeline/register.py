@@ -218,7 +218,7 @@ def register() -> dict[str, Any]:
     root, p = stage_context("register")
     r = p["register"]
     Registry.open(r["model_name"], root, r)  # an unreachable store fails here, in seconds, before any work
-    metrics = json.loads(path_of(root, p, "metrics").read_text())
+    metrics = json.loads(path_of(root, p, "metrics_full").read_text())
     cohort = read_cohort(path_of(root, p, "cohort"))
     hashes = dvc_hashes(root)
     cohort_key, features_key, oof_key = (p["paths"][k] for k in ("cohort", "features", "oof"))
@@ -232,7 +232,7 @@ def register() -> dict[str, Any]:
     tags |= {"patients": str(oof["patient_id"].nunique()), "events": str(int(oof["label"].sum())),
              "prevalence": f"{oof['label'].mean():.4f}",
              "negative_control": str(bool(p["train"]["negative_control"])).lower()}
-    artifacts = [path_of(root, p, k) for k in ("metrics", "model_card", "plots", "explain")]
+    artifacts = [path_of(root, p, k) for k in ("metrics", "metrics_full", "model_card", "plots", "explain")]
     validation = sanitised_validation(root, p)
     if validation is not None:
         artifacts.append(validation)
@@ -250,7 +250,7 @@ def register() -> dict[str, Any]:
                    f"Produced by {experiment_line} at git commit `{commit[:10]}`"
                    f"{' (uncommitted changes)' if tags['git_dirty'] == 'true' else ''}. "
                    "Headline metrics are held-out (cross-validated) with patient-level bootstrap 95% CIs; the full "
-                   "table is in `metrics.json` / `metrics_table.csv`, the TRIPOD+AI model card in `model_card.md`.")
+                   "table is in `metrics_full.json` / `metrics_table.csv`, the TRIPOD+AI model card in `model_card.md`.")
     datasets = []
     features_path = path_of(root, p, "features")
     features_hash = hashes.get("featurize", {}).get(features_key, "")
@@ -284,7 +284,7 @@ def registered_inputs(root: Path, p: dict[str, Any]) -> dict[str, str]:
     from pipeline.common import path_of, relative
 
     digests = {}
-    for key in ("model", "metrics", "model_card", "explain"):
+    for key in ("model", "metrics", "metrics_full", "model_card", "explain"):
         path = path_of(root, p, key)
         for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
             if file.is_file():

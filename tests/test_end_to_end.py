@@ -71,7 +71,9 @@ def repro(tmp_path_factory):
 
 def test_repro_writes_metrics_plots_and_lock(repro):
     project, _ = repro
-    metrics = json.loads((project / "data/metrics.json").read_text())
+    metrics = json.loads((project / "data/metrics_full.json").read_text())
+    head = json.loads((project / "data/metrics.json").read_text())
+    assert head["model"]["auroc"] == round(metrics["pooled"]["xgb_kinetics.auroc"], 4)
     pooled = metrics["pooled"]
     auroc = pooled["xgb_kinetics.auroc"]
     assert 0.5 < auroc <= 1.0 and pooled["xgb_kinetics.auroc_ci_low"] <= auroc <= pooled["xgb_kinetics.auroc_ci_high"]
@@ -137,7 +139,7 @@ def test_same_params_and_seed_reproduce_every_output(repro):
 
     for stage in ("simulate", "featurize", "train", "evaluate", "explain"):
         assert outs(first, stage) == outs(second, stage), stage
-    assert "data/metrics.json" in {o["path"] for o in first["evaluate"]["outs"]}
+    assert {"data/metrics.json", "data/metrics_full.json"} <= {o["path"] for o in first["evaluate"]["outs"]}
 
 
 def test_champion_loads_and_scores_in_a_fresh_process(repro):

@@ -106,7 +106,7 @@ def test_counts_reach_metrics_json_and_the_model_card(tmp_path, monkeypatch):
     train()
     metrics = evaluate()
     matrix = pd.read_parquet(project / p["paths"]["features"])
-    saved = json.loads((project / p["paths"]["metrics"]).read_text())
+    saved = json.loads((project / p["paths"]["metrics_full"]).read_text())
     assert saved["landmark_rows"] == landmark_counts(matrix) == metrics["landmark_rows"]
     for key, block in saved["landmark_rows"].items():
         assert block["eligible"] == (block["labelled"] + block["unknown_censored"] + block["unknown_onset"]
