@@ -79,7 +79,9 @@ def landmark_rows(features, cohort: dict, landmarks: list[float]):
 
     kwargs = {"events": cohort["events"]}
     if "grades" in inspect.signature(features.build).parameters:
-        kwargs["grades"] = cohort["grades"]
+        from cohorts.schema import canonical_grades
+
+        kwargs["grades"] = canonical_grades(cohort["grades"])  # the simulator's grade_astct, as ingest reads it
     return training_rows(features.build(cohort["labs"], cohort["patients"], landmarks, **kwargs))
 
 
