@@ -40,6 +40,10 @@ def open_parquet(path: Path | str):
     """pyarrow.parquet.ParquetFile, or CohortError naming the file."""
     import pyarrow.parquet as pq
 
+    if Path(path).is_dir():
+        raise CohortError(f"{path} is a folder (a dataset of part files, as Spark writes it); one machine reads "
+                          "one Parquet file per table: combine the parts into one file, or run with --engine spark",
+                          file=str(path))
     try:
         return pq.ParquetFile(path)
     except _unreadable() as exc:

@@ -110,43 +110,79 @@ def recalibrate_model(model_uri: str, cohort_path: Path, out_dir: Path, *, fmt: 
 
 def register_recalibrated(bundle, loaded, cohort, crossed, landmarks, metrics, params, out_dir: Path,
                           summary: dict[str, Any]) -> dict[str, Any]:
-    """A new version of the registered model through the registry's one entry point (gates as usual)."""
+    """A new version of the registered model through the registry's one entry point (gates as usual).
+
+    Its record of training patients is the source version's (the booster's) plus this cohort's
+    (the calibration's), under the source record's salt, so a later gate never compares on either.
+    The comparison with the champion uses only this cohort's patients the champion never saw."""
     from crs_settings import project_root, reference_dir
     from models.external import external_predictions
-    from models.gates import compare_with_champion
-    from models.registry import flatten, log_and_register
-    from pipeline.register import input_example
+    from models.gates import ChampionComparison, compare_with_champion, enough_events, unseen_rows
+    from models.model_input import synthetic_example
+    from models.registry import Registry
+    from models.tracking import Registration, log_and_register
+    from models.training_patients import TrainingPatients
+    from pipeline.register import champion_training_patients
     from scoring.batch import load_model
 
     g = params["register"]
+    root = project_root()
+    minimum = int(g["gates"]["min_comparison_events"])
+    name = loaded.name or g["model_name"]
+    patient_ids = cohort.patients["patient_id"].astype(str)
+    source_record = None
+    if loaded.name and loaded.version:
+        registry = Registry.open(name, root, g)
+        source_record = champion_training_patients(registry, registry.version(str(loaded.version)))
+    if source_record is not None:
+        local = TrainingPatients.build(patient_ids, salt=source_record.salt)
+        record = TrainingPatients(source_record.salt, source_record.digests | local.digests, "")
+    else:
+        record = TrainingPatients.build(patient_ids)
+    example_settings = g["input_example"]
+    example = synthetic_example(dict(example_settings["therapy_mix"]), int(example_settings["patients"]),
+                                int(example_settings["seed"]))
+
+    def compare(registry, champion) -> ChampionComparison:
+        version = str(champion.version)
+        champion_record = champion_training_patients(registry, champion)
+        if champion_record is None:
+            return compare_with_champion(crossed, False, champion_version=version, min_event_patients=minimum)
+        saw = champion_record.contains(crossed["patient_id"])
+        unseen = unseen_rows(crossed, saw)
+        scores = None
+        if enough_events(unseen, minimum):
+            champ = load_model(f"models:/{champion.name}/{version}").bundle
+            scores = external_predictions(champ, cohort, landmarks)
+        result = compare_with_champion(crossed, False, champion_scores=scores, champion_saw=saw,
+                                       min_event_patients=minimum, champion_version=version)
+        result.how = result.how + " (challenger: cross-fitted)"
+        return result
+
+    tags = {"crs.kind": "recalibration", "recalibrated_from": f"{loaded.name}/{loaded.version}".strip("/"),
+            "source_model_uri": loaded.uri, "recalibration.method": summary["method"],
+            "cohort.synthetic": str(summary["cohort"]["synthetic"]).lower(),
+            "patients": str(summary["counts"]["n_patients"]), "events": str(summary["counts"]["n_event_rows"]),
+            "prevalence": f"{crossed['label'].mean():.4f}",
+            "training_patients.source_record": str(source_record is not None).lower()}
     with tempfile.TemporaryDirectory(prefix="crs-recalibrated-") as tmp:
         bundle_dir = Path(tmp) / "model"
         bundle.save(bundle_dir)
-        flat = {k: v for k, v in flatten("", {k: v for k, v in metrics.items()
-                                              if k in ("pooled", "by_landmark", "subgroups")}, {}).items()
-                if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
-        tags = {"crs.kind": "recalibration", "recalibrated_from": f"{loaded.name}/{loaded.version}".strip("/"),
-                "source_model_uri": loaded.uri, "recalibration.method": summary["method"],
-                "cohort.synthetic": str(summary["cohort"]["synthetic"]).lower(),
-                "cohort.path": summary["cohort"]["path"], "patients": str(summary["counts"]["n_patients"]),
-                "events": str(summary["counts"]["n_event_rows"]),
-                "prevalence": f"{crossed['label'].mean():.4f}"}
-
-        def compare(client, champion) -> tuple[float, float, str]:
-            champ = load_model(f"models:/{champion.name}/{champion.version}").bundle
-            scored = external_predictions(champ, cohort, landmarks)
-            result = compare_with_champion(crossed, False, champion_scores=scored)
-            return result.champion_auroc, result.challenger_auroc, result.how + " (challenger: cross-fitted)"
-
-        return log_and_register(
-            root=project_root(), model_name=loaded.name or g["model_name"], experiment=g["experiment"],
-            bundle_dir=bundle_dir, params={"recalibrate": {k: summary[k] for k in ("method", "folds", "n_bootstrap")},
-                                           "source": summary["source"], "cohort": summary["cohort"]},
-            metrics=flat, artifacts=[out_dir / "recalibration.json", out_dir / "metrics.json",
-                                     out_dir / "calibration_before_after.png"],
-            tags=tags, input_example=input_example(cohort, pseudonymise=not g["log_patient_ids"]),
-            gates=g["gates"], reference_dir=reference_dir(project_root()), compare_with_champion=compare,
-            challenger_alias=g["challenger_alias"], champion_alias=g["champion_alias"])
+        registration = Registration(
+            model_name=name, experiment=g["experiment"], bundle_dir=bundle_dir, reference_dir=reference_dir(root),
+            params={"recalibrate": {k: summary[k] for k in ("method", "folds", "n_bootstrap")},
+                    "source": summary["source"], "cohort": {k: v for k, v in summary["cohort"].items() if k != "path"}},
+            metrics={k: v for k, v in metrics.items() if k in ("pooled", "by_landmark", "subgroups")},
+            training_patients=record, input_example=example, gates=g["gates"],
+            run_name=f"recalibrate {tags['recalibrated_from']} on {Path(summary['cohort']['path']).name}",
+            run_description=(f"Site recalibration ({summary['method']}) of {loaded.uri} on "
+                             f"{summary['counts']['n_patients']} patients; metrics cross-fitted on that cohort."),
+            model_description=f"Recalibrated from {loaded.uri} ({summary['method']}).",
+            tags=tags, version_tags={k: tags[k] for k in ("crs.kind", "recalibrated_from", "recalibration.method")},
+            artifacts=[out_dir / "recalibration.json", out_dir / "metrics.json",
+                       out_dir / "calibration_before_after.png"],
+            compare=compare, challenger_alias=g["challenger_alias"], champion_alias=g["champion_alias"], settings=g)
+        return log_and_register(registration, root)
 
 
 def _line(block: dict[str, Any], key: str, digits: int = 3) -> str:

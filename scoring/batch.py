@@ -151,7 +151,12 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
             if quarantined:
                 seen = ds.dataset(folder / "labs.parquet").to_table(
                     columns=["patient_id"], filter=ds.field("patient_id").isin(sorted(quarantined)))
-                invalid = quarantined - set(seen.column("patient_id").to_pylist())
+                known = ds.dataset(folder / "patients.parquet").to_table(
+                    columns=["patient_id"], filter=ds.field("patient_id").isin(sorted(quarantined)))
+                # an input patient (in patients.parquet) every one of whose lab rows was quarantined;
+                # a quarantined row of a person the cohort does not list names no input patient
+                invalid = ((quarantined & {str(x) for x in known.column("patient_id").to_pylist()})
+                           - {str(x) for x in seen.column("patient_id").to_pylist()})
     except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
         raise _read_error(folder, exc) from exc
 

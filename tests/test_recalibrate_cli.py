@@ -29,9 +29,10 @@ def project(tmp_path_factory):
     from cohorts.simulate import iter_chunks
     from features.transformer import KineticFeatures
     from models.crossval import TrainConfig
-    from models.registry import log_and_register
+    from models.model_input import synthetic_example
+    from models.tracking import Registration, log_and_register
     from models.train import train_model
-    from pipeline.register import input_example
+    from models.training_patients import TrainingPatients
 
     folder = tmp_path_factory.mktemp("recal") / "project"
     (folder / "data").mkdir(parents=True)
@@ -56,9 +57,12 @@ def project(tmp_path_factory):
         bundle.meta["risk_band_edges"] = [0.1, 0.3]
         bundle.meta["landmarks_hours"] = [24.0, 48.0, 72.0]
         bundle.save(folder / "model")
-        log_and_register(root=folder, model_name="severe-crs", experiment="crs-predict", bundle_dir=folder / "model",
-                         params={}, metrics={}, artifacts=[], tags={}, input_example=input_example(home, True),
-                         gates=p["register"]["gates"], reference_dir=folder / "data" / "reference")
+        log_and_register(Registration(
+            model_name="severe-crs", experiment="crs-predict", bundle_dir=folder / "model",
+            reference_dir=folder / "data" / "reference", params={}, metrics={},
+            training_patients=TrainingPatients.build(home.patients["patient_id"]),
+            input_example=synthetic_example({"axi-cel": 1.0}, 2, 1), gates=p["register"]["gates"],
+            run_name="version 1", run_description="", model_description="", settings=p["register"]), folder)
         site = next(iter_chunks(1500, seed=32, therapy_mix=SITE_MIX))
         write_cohort(site, folder / "site")
         yield folder
@@ -108,6 +112,17 @@ def test_recalibrate_reports_before_after_and_registers_a_challenger(project, ca
     np.testing.assert_allclose(pred["probability_before"], t1["probability"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["recalibration"]["method"] == "logistic" and "xgb_kinetics.auroc" in metrics["pooled"]
+    # version 2 records the booster's training patients (version 1's) and the calibration's (the site's)
+    import mlflow
+
+    from models.training_patients import FILE_NAME, TrainingPatients
+
+    records = {v: TrainingPatients.read(Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/severe-crs/{v}/artifacts/{FILE_NAME}", dst_path=str(project / f"tp{v}"))))
+        for v in ("1", "2")}
+    assert records["2"].salt == records["1"].salt and records["1"].digests < records["2"].digests
+    assert records["2"].contains(site.patients["patient_id"]).all()
+    assert records["2"].n_patients == records["1"].n_patients + site.patients["patient_id"].nunique()
 
 
 def test_recalibrate_without_outcomes_is_an_input_problem(project, tmp_path, capsys):

@@ -7,6 +7,7 @@ the single-machine path row for row, with patients spread over many partitions a
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -70,7 +71,15 @@ def split_folder(tmp_path, cohort: Cohort, n_files: int = 4):
         shuffled.iloc[part].to_parquet(folder / "labs.parquet" / f"part-{k}.parquet", index=False)
     pd.DataFrame({"patient_id": ["ALL-QUARANTINED"], "reason": ["unknown_unit"]}).to_parquet(
         folder / "quarantine.parquet", index=False)
+    write_cohort(cohort, whole(folder))  # the same cohort, one file per table, for one machine
+    shutil.copy(folder / "quarantine.parquet", whole(folder) / "quarantine.parquet")
     return folder
+
+
+def whole(folder):
+    """The one-machine copy of a split folder: one machine reads one Parquet file per table (a folder
+    of part files is an input error there, tests/test_validation.py)."""
+    return folder.parent / "whole"
 
 
 def compare(one: pd.DataFrame, spark_rows: pd.DataFrame) -> dict:
@@ -103,7 +112,7 @@ def test_spark_scores_equal_one_machine_row_for_row(tmp_path, spark, model, coho
     files = {p.name: set(pd.read_parquet(p)["patient_id"]) for p in (folder / "labs.parquet").iterdir()}
     spread = {pid for pid in cohort.patients["patient_id"] if sum(pid in ids for ids in files.values()) > 1}
     assert len(spread) > 40  # most patients' rows lie in more than one file
-    score_cohort(folder, "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, reasons="all",
+    score_cohort(whole(folder), "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, reasons="all",
                  progress=False)
     one = pd.read_parquet(tmp_path / "one.parquet")
     t = read_canonical(spark, folder)
@@ -123,7 +132,7 @@ def test_spark_as_of_latest_equals_one_machine(tmp_path, spark, model, cohort):
     from scoring.spark import read_canonical, score_spark
 
     folder = split_folder(tmp_path, cohort)
-    score_cohort(folder, "", tmp_path / "one.parquet", model=model, as_of_latest=True, progress=False)
+    score_cohort(whole(folder), "", tmp_path / "one.parquet", model=model, as_of_latest=True, progress=False)
     t = read_canonical(spark, folder)
     rows = score_spark(t["labs"].repartition(8), t["patients"], model, as_of_latest=True, events=t["events"],
                        invalid_patients=t["invalid"], patients_per_group=7).toPandas()
@@ -145,7 +154,7 @@ def test_patient_split_over_files_is_scored_once_by_the_cli_worker(tmp_path, spa
     assert rows.groupby(KEYS).size().eq(1).all() and len(rows) == summary["rows_written"] == 2 * len(cohort.patients)
     assert summary["patients_read"] == len(cohort.patients)
     assert summary["by_status"] == rows["status"].value_counts().to_dict()
-    score_cohort(folder, "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, progress=False)
+    score_cohort(whole(folder), "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, progress=False)
     compare(pd.read_parquet(tmp_path / "one.parquet"), rows)
 
 
@@ -256,7 +265,7 @@ def test_featurize_on_spark_equals_featurize_folder(tmp_path, spark, cohort):
 
     folder = split_folder(tmp_path, cohort)
     kf = KineticFeatures()
-    featurize_folder(folder, tmp_path / "one.parquet", kf, [24.0, 48.0, 72.0])
+    featurize_folder(whole(folder), tmp_path / "one.parquet", kf, [24.0, 48.0, 72.0])
     counts = featurize_folder_spark(folder, tmp_path / "spark.parquet", kf, [24.0, 48.0, 72.0], spark=spark,
                                     patients_per_group=4)
     one = pd.read_parquet(tmp_path / "one.parquet").sort_values(KEYS).reset_index(drop=True)
@@ -291,7 +300,7 @@ def test_cli_score_and_featurize_with_engine_spark(tmp_path, spark, model, cohor
                  "--landmarks", "24,48", "--out", str(tmp_path / "scores.parquet"), "--patients-per-group", "9"])
     assert code == 0 and asked == ["models:/severe-crs@champion"]
     assert "124 rows written" in capsys.readouterr().out
-    score_cohort(folder, "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, progress=False)
+    score_cohort(whole(folder), "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, progress=False)
     compare(pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "scores.parquet"))
     code = main(["featurize", "--engine", "spark", "--cohort", str(folder), "--landmarks", "24,48",
                  "--out", str(tmp_path / "features.parquet")])

@@ -171,6 +171,28 @@ def test_a_truncated_parquet_file_is_one_clear_error_everywhere(tmp_path, cohort
         assert len(err.strip().splitlines()) == 1, err
 
 
+def test_a_folder_of_part_files_is_one_clear_error_on_one_machine(tmp_path, cohort, loaded, monkeypatch, capsys):
+    """labs.parquet written by Spark as a folder of part files: one machine says so (and names the way
+    out) instead of a pyarrow traceback; `--engine spark` reads such folders (tests/test_spark.py)."""
+    import scoring.batch
+    from pipeline.cli import main
+
+    folder = tmp_path / "cohort"
+    write_cohort(cohort, folder)
+    (folder / "labs.parquet").unlink()
+    (folder / "labs.parquet").mkdir()
+    cohort.labs.to_parquet(folder / "labs.parquet" / "part-0.parquet", index=False)
+    monkeypatch.setattr(scoring.batch, "load_model", lambda uri: loaded)
+    for argv in (["score", "--cohort", str(folder), "--model", "m", "--landmarks", "24", "--out",
+                  str(tmp_path / "s.csv")],
+                 ["featurize", "--cohort", str(folder), "--landmarks", "24", "--out", str(tmp_path / "f.parquet")]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and "--engine spark" in err, (argv[0], err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "f.parquet").exists()
+
+
 def test_a_labs_column_of_nulls_only_is_a_clear_error(tmp_path, cohort, capsys):
     from pipeline.cli import main
 
