@@ -12,7 +12,8 @@ measurement runs in a fresh subprocess. `seconds`: read, features, predict, writ
 RSS of the whole process tree (for Spark: the driver JVM, which in local mode also runs the
 executors, and the Python workers), sampled every 0.25 s.
 
-Last recorded run: see the table in the README ("When Spark pays").
+Last recorded run: see the table in the README ("When Spark pays"): 100,000 patients, one machine
+16.2 s / 876 MiB vs Spark local[2] 48.8 s / 5,484 MiB (process tree).
 """
 
 from __future__ import annotations
