@@ -204,17 +204,21 @@ def canonical_grades(grades: pd.DataFrame | None, file: str | None = None, *,
     if "grade" not in frame and "grade_astct" in frame:
         frame = frame.rename(columns={"grade_astct": "grade"})
     _missing(frame, GRADE_COLUMNS, "grades", file)
+    frame = frame.reset_index(drop=True)
+    grade = optional_numbers(frame, "grade", file, row_numbers)  # text such as 'severe' is an error, not unknown
     out = pd.DataFrame({"patient_id": patient_ids(frame, "grades", file, row_numbers).to_numpy(),
                         "hours_since_infusion": pd.to_numeric(frame["hours_since_infusion"], errors="coerce")
                         .to_numpy("float64", na_value=np.nan),
-                        "grade": pd.to_numeric(frame["grade"], errors="coerce").to_numpy("float64", na_value=np.nan)})
+                        "grade": grade.to_numpy("float64", na_value=np.nan)})
     bad = ~np.isfinite(out["hours_since_infusion"].to_numpy())
     if bad.any():
-        raise CohortError("Column 'hours_since_infusion' of the grades table must be a finite number",
+        raise CohortError("Column 'hours_since_infusion' of the grades table must be a finite number; found "
+                          f"{frame['hours_since_infusion'][bad].iloc[0]!r}",
                           file=file, row=_first_bad(bad, frame, row_numbers), column="hours_since_infusion")
-    bad = out["grade"].notna() & ~out["grade"].between(0, 5)
+    g = out["grade"]
+    bad = g.notna() & (~g.between(0, 5) | (g != np.round(g)))
     if bad.any():
-        raise CohortError(f"A CRS grade must be 0-5; found {out['grade'][bad].iloc[0]!r}",
+        raise CohortError(f"A CRS grade must be a whole number 0-5 (or empty: ungraded); found {g[bad].iloc[0]:g}",
                           file=file, row=_first_bad(bad, frame, row_numbers), column="grade")
     return out
 

@@ -5,8 +5,9 @@ Used by the registered pyfunc and by `crs score` (chunk by chunk): the same tran
 booster as training, so there is no training/serving skew.
 
 Statuses, first match wins:
-- ``already_severe``: a known current severe status (``severe_onset_hours`` at or before the
-  landmark) — the question "will it become severe?" no longer applies;
+- ``already_severe``: a known current severe status (``severe_onset_hours``, a recorded grade >= 3
+  or, ASTCT-graded, a vasopressor at or before the landmark) — the question "will it become
+  severe?" no longer applies;
 - ``invalid_input``: every lab row of the patient was quarantined by ingest (nothing usable);
 - ``no_data_before_landmark``: no result of any analyte the model reads was available at the
   landmark (drawn and resulted by then);
@@ -86,10 +87,14 @@ def predict_cohort(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFra
                    landmarks: list[float] | None, band_edges: list[float] | None = None,
                    events: pd.DataFrame | None = None, *, reasons: str | None = None,
                    as_of_latest: bool = False, invalid_patients: Iterable[str] | None = None,
-                   top_k: int = TOP_K, landmark_tolerance_hours: float | None = None) -> pd.DataFrame:
+                   top_k: int = TOP_K, landmark_tolerance_hours: float | None = None,
+                   grades: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every input patient × landmark appears in the output, with a status (see module doc).
 
     `events` (treatments given): None means not recorded, so treatment features are unknown (NaN).
+    `grades` (patient_id, hours_since_infusion, grade: the CRS grade course recorded at the bedside):
+    None means not recorded, so `current_grade` is unknown (NaN); a grade counts from its recorded
+    time, and a grade >= 3 recorded by then makes the patient `already_severe`.
     `reasons`: 'all' | 'none' | 'above:P'; default above the first risk band edge.
     `as_of_latest`: score each patient once, at the time their latest result became available
     (landmark_hours = that time; NaN for a patient without any result the model reads).
@@ -101,7 +106,7 @@ def predict_cohort(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFra
     serving = patients.drop(columns=[c for c in OUTCOME_COLUMNS if c in patients])
     outside = None
     if as_of_latest:
-        matrix, unknown_time = latest_matrix(bundle, labs, serving, events)
+        matrix, unknown_time = latest_matrix(bundle, labs, serving, events, grades)
         span = trained_range(bundle, landmark_tolerance_hours)
         if span is not None:
             when = matrix["landmark_hours"].to_numpy("float64")
@@ -111,7 +116,7 @@ def predict_cohort(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFra
             from cohorts.errors import CohortError
 
             raise CohortError("Give landmarks (hours since infusion) or as_of_latest=True")
-        matrix = bundle.features.build(labs, serving, landmarks, events=events)
+        matrix = bundle.features.build(labs, serving, landmarks, events=events, grades=grades)
         unknown_time = np.zeros(len(matrix), dtype=bool)
     return score_matrix(bundle, matrix, band_edges, policy, invalid_patients, unknown_time, top_k, outside)
 
@@ -198,14 +203,21 @@ def latest_times(labs: pd.DataFrame, codes: Iterable[str], turnaround: dict[str,
 
 
 def latest_matrix(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFrame,
-                  events: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray]:
+                  events: pd.DataFrame | None,
+                  grades: pd.DataFrame | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Landmark matrix with each patient at their own latest-result time.
 
     The feature engine's own pieces (encode once, then one vectorised pass per run of patients
     sharing a time), assembled like `landmark_matrix` (tested equal to `build` at that time).
     Returns (matrix sorted by patient_id, mask of rows whose patient has no result at all).
     """
-    from features.kinetics import encode_events, encode_labs, features_for_chunk, patient_times
+    from features.kinetics import (
+        encode_events,
+        encode_grades,
+        encode_labs,
+        features_for_chunk,
+        patient_times,
+    )
     from features.landmarks import known_severe_hours
 
     kf = bundle.features
@@ -219,14 +231,15 @@ def latest_matrix(bundle: ModelBundle, labs: pd.DataFrame, patients: pd.DataFram
     when, none = when[order], none[order]
     sl = encode_labs(labs, pats["patient_id"], spec.codes, spec.turnaround_of_codes())
     se = encode_events(events, pats["patient_id"], spec.event_types) if events is not None else None
+    sg = encode_grades(grades, pats["patient_id"]) if grades is not None else None
     n = len(pats)
     feats = np.empty((len(spec.feature_names()), n))
     if n:
         starts = np.flatnonzero(np.r_[True, when[1:] != when[:-1]])
         for first, stop in zip(starts, np.r_[starts[1:], n], strict=True):
-            feats[:, first:stop] = features_for_chunk(sl, se, int(first), int(stop), float(when[first]), spec)
-    # known severe status: graded onset, or (ASTCT) a vasopressor, as in features/landmarks.py
-    severe = known_severe_hours(pats, patient_times(sl, events, None, pats["patient_id"]))
+            feats[:, first:stop] = features_for_chunk(sl, se, int(first), int(stop), float(when[first]), spec, sg)
+    # known severe status: graded onset, a recorded grade >= 3, or (ASTCT) a vasopressor (features/landmarks.py)
+    severe = known_severe_hours(pats, patient_times(sl, events, sg, pats["patient_id"]))
     rows = pd.DataFrame({"patient_id": pats["patient_id"].to_numpy(), "landmark_hours": when,
                          "eligible": ~(severe <= when), "label": np.nan})
     cov = pats.reindex(columns=[*kf.categorical, *kf.numeric_covariates])

@@ -44,10 +44,10 @@ class LoadedModel:
 
 @dataclass
 class CohortSource:
-    """Patients in chunks of (labs, patients, events) plus what ingest said about them."""
+    """Patients in chunks of (labs, patients, events, grades) plus what ingest said about them."""
 
     n_patients: int
-    chunks: Callable[[int], Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]]]
+    chunks: Callable[[int], Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]]]
     invalid_patients: set[str] = field(default_factory=set)
     quarantine: pd.DataFrame | None = None
     validation: dict[str, Any] | None = None
@@ -121,7 +121,8 @@ def _read_error(path: Path, exc: Exception) -> ScoringError:
 
 
 def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
-    """A canonical folder (labs/patients[/events].parquet), read one patient chunk at a time.
+    """A canonical folder (labs/patients[/events][/grades].parquet), read one patient chunk at a time
+    as (labs, patients, events, grades); events / grades are None where the folder has no such file.
 
     A `quarantine.parquet` beside the tables (what `crs ingest` writes) marks patients whose
     every lab row was quarantined as `invalid_input`.
@@ -161,7 +162,7 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
         raise _read_error(folder, exc) from exc
 
     def chunks(size: int):
-        it = iter_cohort_chunks(folder, size, codes, validate=True)
+        it = iter_cohort_chunks(folder, size, codes, validate=True, with_grades=True)
         while True:
             try:
                 part = next(it)
@@ -345,8 +346,9 @@ def score_source(source: CohortSource, model: LoadedModel, out: Path, *, landmar
     counts = pd.Series(0, index=STATUSES, dtype="int64")
     patients_read = rows = lab_rows = 0
     try:
-        for labs, patients, events in prefetched(source.chunks(int(chunk_patients)), prefetch):
-            result = predict_cohort(model.bundle, labs, patients, landmarks, events=events, reasons=reasons,
+        for labs, patients, events, grades in prefetched(source.chunks(int(chunk_patients)), prefetch):
+            result = predict_cohort(model.bundle, labs, patients, landmarks, events=events, grades=grades,
+                                    reasons=reasons,
                                     as_of_latest=as_of_latest, invalid_patients=invalid,
                                     landmark_tolerance_hours=landmark_tolerance_hours)
             if len(result) != len(patients) * per_patient:

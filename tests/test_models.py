@@ -89,11 +89,14 @@ def test_model_input_roundtrip(small_cohort):
     patients = pd.concat([small_cohort.patients.head(3), pd.DataFrame({"patient_id": ["NO-LABS"]})])
     labs = small_cohort.labs[small_cohort.labs["patient_id"].isin(patients["patient_id"])]
     events = small_cohort.events[small_cohort.events["patient_id"].isin(patients["patient_id"])]
-    frame = to_model_input(labs, patients, events)
-    labs2, patients2, events2 = from_model_input(frame)
+    grades = small_cohort.grades[small_cohort.grades["patient_id"].isin(patients["patient_id"])]
+    frame = to_model_input(labs, patients, events, grades=grades)
+    labs2, patients2, events2, grades2 = from_model_input(frame)
     assert set(patients2["patient_id"]) == set(patients["patient_id"])
-    assert len(labs2) == len(labs) and len(events2) == len(events)
+    assert len(labs2) == len(labs) and len(events2) == len(events) and len(grades2) == len(grades) > 0
+    assert grades2["grade"].tolist() == grades["grade_astct"].astype(float).tolist()  # the simulator's scale
     assert from_model_input(to_model_input(labs, patients))[2] is None  # no events sent: treatments unknown
+    assert from_model_input(to_model_input(labs, patients)).grades is None  # no grade course: unknown
     assert patients2["severe_onset_hours"].isna().all()  # outcomes never travel as model input
 
 
