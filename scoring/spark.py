@@ -27,6 +27,7 @@ import pandas as pd
 
 from features.spark import (
     EVENTS,
+    GRADES,
     KEY,
     LAB_COLUMNS,
     LABS,
@@ -135,13 +136,14 @@ def output_struct(columns: list[str]):
 
 
 def score_spark(spark_df_labs, spark_df_patients, model_uri: str | LoadedModel,
-                landmarks: list[float] | None = None, *, events=None, invalid_patients=None,
+                landmarks: list[float] | None = None, *, events=None, grades=None, invalid_patients=None,
                 as_of_latest: bool = False, reasons: str | None = None, patients_per_group: int | None = None,
                 landmark_tolerance_hours: float | None = None, n_patients: int | None = None):
     """Score canonical Spark tables: one row per patient × landmark with a status (as
     `crs score`), as a lazy Spark DataFrame.
 
-    `spark_df_labs` / `spark_df_patients` (/ `events`): canonical columns (cohorts/schema.py).
+    `spark_df_labs` / `spark_df_patients` (/ `events`, `grades`): canonical columns (cohorts/schema.py);
+    `events` / `grades` None: not recorded (treatment features / `current_grade` unknown).
     `model_uri`: `models:/name@alias` (resolved here, once, to a version), `models:/name/N`, a
     pyfunc folder, or a :class:`scoring.batch.LoadedModel`. `landmarks`: default the model's own.
     `invalid_patients`: a Spark DataFrame with a `patient_id` column (every lab row quarantined).
@@ -179,15 +181,22 @@ def score_spark(spark_df_labs, spark_df_patients, model_uri: str | LoadedModel,
     tables = {PATIENTS: patients, LABS: labs}
     if events is not None:
         tables[EVENTS] = text_id(events).join(ids, "patient_id", "left_semi")
+    if grades is not None:  # grouped with the patient like events: the grade course reaches the same call
+        tables[GRADES] = text_id(grades).join(ids, "patient_id", "left_semi")
     n = int(n_patients if n_patients is not None else patients.count())
     n_groups = group_count(n, patients_per_group, default_chunk())
     n_groups = at_least_cores(spark_df_patients, n_groups)
     cols = {tag: list(df.columns) for tag, df in tables.items()}
-    has_events = events is not None
+    has_events, has_grades = events is not None, grades is not None
     options = {"reasons": reasons, "as_of_latest": as_of_latest, "landmark_tolerance_hours": tolerance}
 
     def score_group(pdf: pd.DataFrame) -> pd.DataFrame:
-        from cohorts.schema import canonical_events, canonical_labs, canonical_patients
+        from cohorts.schema import (
+            canonical_events,
+            canonical_grades,
+            canonical_labs,
+            canonical_patients,
+        )
         from models.predict import predict_cohort
 
         bundle = executor_bundle(shipped)
@@ -203,8 +212,9 @@ def score_spark(spark_df_labs, spark_df_patients, model_uri: str | LoadedModel,
         pats = pats.sort_values("patient_id", kind="mergesort").reset_index(drop=True)
         lab_rows = canonical_labs(lab_order(table_of(pdf, LABS, cols[LABS])), file="labs")
         ev = canonical_events(table_of(pdf, EVENTS, cols[EVENTS]), file="events") if has_events else None
+        gr = canonical_grades(table_of(pdf, GRADES, cols[GRADES]), file="grades") if has_grades else None
         result = predict_cohort(bundle, lab_rows, pats, landmarks if not as_of_latest else None, events=ev,
-                                invalid_patients=invalid, **options)
+                                grades=gr, invalid_patients=invalid, **options)
         if len(result) != len(pats) * per_patient:
             raise RuntimeError(f"internal: {len(pats)} patients gave {len(result)} rows")
         return plain(result.assign(**stamp)[columns])
@@ -255,7 +265,7 @@ def score_cohort_spark(cohort: Path | str, model_uri: str, out: Path, *, fmt: st
             invalid = ingested.invalid_patients
         n_patients = tables[PATIENTS].count()
         scores = score_spark(tables[LABS], tables[PATIENTS], model, landmarks, events=tables.get(EVENTS),
-                             invalid_patients=invalid, as_of_latest=as_of_latest, reasons=reasons,
+                             grades=tables.get(GRADES), invalid_patients=invalid, as_of_latest=as_of_latest, reasons=reasons,
                              patients_per_group=patients_per_group,
                              landmark_tolerance_hours=landmark_tolerance_hours, n_patients=n_patients)
         per_patient = 1 if as_of_latest else len(set(landmarks))

@@ -26,6 +26,7 @@ KEYS = ["patient_id", "landmark_hours"]
 
 @pytest.fixture(scope="module")
 def model():
+    from cohorts.schema import canonical_grades
     from cohorts.simulate import iter_chunks
     from features.transformer import KineticFeatures
     from models.crossval import TrainConfig
@@ -33,30 +34,35 @@ def model():
     from tests.conftest import MIX
 
     c = next(iter_chunks(600, seed=21, therapy_mix=MIX))
-    kf = KineticFeatures()
-    matrix = kf.build(c.labs, c.patients, [24.0, 48.0, 72.0], events=c.events)
+    kf = KineticFeatures(current_grade=True)  # the grade course travels: Spark must group it with the patient
+    matrix = kf.build(c.labs, c.patients, [24.0, 48.0, 72.0], events=c.events, grades=canonical_grades(c.grades))
     cfg = TrainConfig(xgboost={"n_estimators": 30, "early_stopping_rounds": 10, "learning_rate": 0.2,
                                "max_depth": 3}, search_space={"max_depth": [3]}, n_folds=2, inner_folds=2, seed=1)
     bundle, _ = train_model(matrix, kf, cfg)
     bundle.meta["risk_band_edges"] = [0.1, 0.3]
+    assert "current_grade" in bundle.booster.get_score(importance_type="gain")
     return LoadedModel(bundle, "severe-crs", "3", "champion", "models:/severe-crs@champion")
 
 
 @pytest.fixture(scope="module")
 def cohort(small_cohort):
-    """60 simulated patients and every status: one already severe, one with post-infusion labs only,
-    one without labs, one whose every lab row was quarantined."""
+    """60 simulated patients with their CRS grade course and every status: one already severe, one with
+    post-infusion labs only, one without labs, one whose every lab row was quarantined."""
+    from cohorts.schema import canonical_grades
+
     keep = small_cohort.patients["patient_id"].head(60)
     patients = small_cohort.patients[small_cohort.patients["patient_id"].isin(keep)].copy()
     labs = small_cohort.labs[small_cohort.labs["patient_id"].isin(keep)].copy()
     events = small_cohort.events[small_cohort.events["patient_id"].isin(keep)].copy()
+    grades = canonical_grades(small_cohort.grades[small_cohort.grades["patient_id"].isin(keep)])
     first, late = patients["patient_id"].iloc[0], patients["patient_id"].iloc[1]
     patients["severe_onset_hours"] = np.where(patients["patient_id"] == first, 10.0, np.nan)
     labs = labs[(labs["patient_id"] != late) | (labs["hours_since_infusion"] > 0)]
     extra = pd.DataFrame({"patient_id": ["NO-LABS", "ALL-QUARANTINED"], "therapy": ["axi-cel", "tisa-cel"],
                           "disease": ["LBCL", "LBCL"], "age_years": [60.0, 50.0]})
     patients = pd.concat([patients, extra], ignore_index=True)
-    return Cohort(labs.reset_index(drop=True), patients, events.reset_index(drop=True), {"synthetic": True})
+    return Cohort(labs.reset_index(drop=True), patients, events.reset_index(drop=True), {"synthetic": True},
+                  grades.reset_index(drop=True))
 
 
 def split_folder(tmp_path, cohort: Cohort, n_files: int = 4):
@@ -118,8 +124,14 @@ def test_spark_scores_equal_one_machine_row_for_row(tmp_path, spark, model, coho
     t = read_canonical(spark, folder)
     labs = t["labs"].repartition(8)
     rows = score_spark(labs, t["patients"].repartition(8), model, LANDMARKS, events=t["events"].repartition(8),
-                       invalid_patients=t["invalid"], reasons="all", patients_per_group=5).toPandas()
+                       grades=t["grades"].repartition(8), invalid_patients=t["invalid"], reasons="all",
+                       patients_per_group=5).toPandas()
     result = compare(one, rows)
+    (whole(folder) / "grades.parquet").unlink()  # the grade course changes scores: it reached every group
+    score_cohort(whole(folder), "", tmp_path / "blind.parquet", model=model, landmarks=LANDMARKS, progress=False)
+    blind = pd.read_parquet(tmp_path / "blind.parquet").sort_values(KEYS).reset_index(drop=True)
+    ours = one.sort_values(KEYS).reset_index(drop=True)
+    assert ((blind["status"] != ours["status"]) | (np.abs(blind["probability"] - ours["probability"]) > 1e-9)).any()
     assert result["scored"] > 30 and result["with_drivers"] == result["scored"]
     assert set(rows["status"]) >= {"scored", "already_severe", "invalid_input", "no_data_before_landmark",
                                    "no_baseline"}
@@ -135,7 +147,7 @@ def test_spark_as_of_latest_equals_one_machine(tmp_path, spark, model, cohort):
     score_cohort(whole(folder), "", tmp_path / "one.parquet", model=model, as_of_latest=True, progress=False)
     t = read_canonical(spark, folder)
     rows = score_spark(t["labs"].repartition(8), t["patients"], model, as_of_latest=True, events=t["events"],
-                       invalid_patients=t["invalid"], patients_per_group=7).toPandas()
+                       grades=t["grades"], invalid_patients=t["invalid"], patients_per_group=7).toPandas()
     compare(pd.read_parquet(tmp_path / "one.parquet"), rows)
 
 
@@ -308,3 +320,16 @@ def test_cli_score_and_featurize_with_engine_spark(tmp_path, spark, model, cohor
     code = main(["score", "--engine", "spark", "--cohort", str(folder), "--landmarks", "24",
                  "--out", str(tmp_path / "scores.csv")])
     assert code == 2 and "writes Parquet" in capsys.readouterr().err
+
+
+def test_a_bad_grade_is_one_input_error_on_spark(tmp_path, spark, model, cohort):
+    from cohorts.errors import CohortError
+    from scoring.spark import score_cohort_spark
+
+    folder = split_folder(tmp_path, cohort, n_files=2)
+    grades = pd.read_parquet(folder / "grades.parquet")
+    grades.loc[3, "grade"] = 7.0
+    grades.to_parquet(folder / "grades.parquet", index=False)
+    with pytest.raises(CohortError, match="CRS grade must be a whole number 0-5"):
+        score_cohort_spark(folder, "", tmp_path / "s.parquet", model=model, landmarks=LANDMARKS, spark=spark)
+    assert not (tmp_path / "s.parquet").exists()
