@@ -69,10 +69,10 @@ class FeatureSpec:
     # listed take `default_turnaround_hours` from the analyte registry; after construction every
     # code of the spec is listed (the effective map, sorted by code).
     turnaround_hours: tuple[tuple[str, float], ...] = ()
-    # `current_grade` (highest CRS grade recorded by L, from the optional grades table). Off by default
-    # until the serving input (models/model_input.py) carries grades: a model trained with it would
-    # otherwise see NaN at serving (training/serving skew).
-    current_grade: bool = False
+    # `current_grade` (highest CRS grade recorded by L, from the optional grades table; NaN where the
+    # cohort records no grade course). The serving input (models/model_input.py grade rows, `crs score`
+    # grades.parquet, Spark) carries grades as training does: no training/serving skew.
+    current_grade: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = self.baseline_window_hours

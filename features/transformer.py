@@ -52,7 +52,7 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                  event_types: tuple[str, ...] = EVENT_TYPES,
                  chunk_patients: int = 10_000,
                  assume_turnaround_hours: dict[str, float] | None = None,
-                 current_grade: bool = False) -> None:
+                 current_grade: bool = True) -> None:
         self.analytes = analytes
         self.baseline_window_hours = baseline_window_hours
         self.horizon_hours = horizon_hours
@@ -213,8 +213,8 @@ class KineticFeatures(TransformerMixin, BaseEstimator):
                 kwargs[k] = float(p[k])
         if "chunk_patients" in p:
             kwargs["chunk_patients"] = int(p["chunk_patients"])
-        if "current_grade" in p:
-            kwargs["current_grade"] = bool(p["current_grade"])
+        # a model saved before the feature existed was trained without it
+        kwargs["current_grade"] = bool(p.get("current_grade", False))
         if p.get("assume_turnaround_hours"):
             kwargs["assume_turnaround_hours"] = {str(k): float(v) for k, v in p["assume_turnaround_hours"].items()}
         obj = cls(**kwargs)

@@ -309,10 +309,10 @@ def test_feature_spec_rejects_nonsense_and_names_are_stable():
         FeatureSpec(rise_fold=1.0)
     spec = FeatureSpec(analytes=("CRP",), cross_analyte_pairs=(("CRP", "IL6"),))
     assert spec.cross_columns() == []  # IL-6 not featurized: no pair
-    names = FeatureSpec().feature_names()
+    names = FeatureSpec(current_grade=False).feature_names()
     assert len(names) == len(set(names)) == 5 * len(KINETIC_FEATURES) + 4 * 3 + 4 + 4 * 4
     assert "vasopressors" not in FeatureSpec().event_types
-    assert FeatureSpec(current_grade=True).feature_names() == [*names, "current_grade"]
+    assert FeatureSpec().feature_names() == [*names, "current_grade"]  # on by default
 
 
 def test_featurize_stage_events_file_absent_means_unknown(tmp_path, small_cohort):
@@ -363,6 +363,8 @@ def test_turnaround_map_is_fitted_state_and_travels_in_json():
     old = kf.to_dict()
     del old["turnaround_hours"]  # a model saved before result turnaround existed: its rule was "at draw"
     assert set(KineticFeatures.from_dict(old).turnaround_map().values()) == {0.0}
+    del old["params"]["current_grade"]  # a model saved before current_grade existed was trained without it
+    assert KineticFeatures.from_dict(old).current_grade is False and back.current_grade is True
     with pytest.raises(ValueError, match="unknown analyte"):
         KineticFeatures(assume_turnaround_hours={"IL-6": 0}).spec()
     from_params = KineticFeatures.from_params({"assume_turnaround_hours": {"IL6": 0}, "current_grade": True})
@@ -413,8 +415,8 @@ def test_current_grade_is_the_highest_recorded_by_the_landmark():
     labs = lab_rows("A", "CRP", [(-5, 5)])
     grades = _grades([("A", 10, 1), ("A", 30, 2), ("A", 45, 1), ("A", 60, 3), ("B", 50, 2)])
     pats = PATIENTS_ASTCT
-    assert "current_grade" not in KineticFeatures().build(labs, pats, [48.0], grades=grades)  # off by default
-    kf = KineticFeatures(current_grade=True)
+    assert "current_grade" not in KineticFeatures(current_grade=False).build(labs, pats, [48.0], grades=grades)
+    kf = KineticFeatures()  # on by default
     m = kf.build(labs, pats, [24.0, 48.0, 72.0], grades=grades).set_index(["patient_id", "landmark_hours"])
     assert m.loc[("A", 24.0), "current_grade"] == 1 and m.loc[("A", 48.0), "current_grade"] == 2
     assert m.loc[("B", 24.0), "current_grade"] == 0 and m.loc[("B", 72.0), "current_grade"] == 2
@@ -426,3 +428,47 @@ def test_current_grade_is_the_highest_recorded_by_the_landmark():
     later = pd.concat([grades, _grades([("A", 48.5, 4), ("C", 49, 2)])], ignore_index=True)
     m2 = kf.build(labs, pats, [48.0], grades=later).set_index("patient_id")
     assert m2.loc["A", "current_grade"] == 2 and m2.loc["C", "current_grade"] == 0
+
+
+grade_st = st.tuples(st.sampled_from(["A", "B", "C"]), st.floats(-50, 200),
+                     st.one_of(st.sampled_from([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]), st.just(np.nan)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(labs=st.lists(lab_st, max_size=20), grades=st.lists(grade_st, max_size=12),
+       new_grades=st.lists(grade_st, max_size=6), landmark=st.sampled_from([24.0, 48.0, 96.0]),
+       shift=st.floats(0.01, 100), drop=st.integers(0, 2**16))
+def test_a_grade_recorded_after_the_landmark_never_changes_features_or_eligibility(labs, grades, new_grades, landmark,
+                                                                                   shift, drop):
+    """Add, move later, regrade or delete any grade recorded after L: every feature at L (current_grade
+    included) and who is already severe at L are unchanged bit for bit. The grade course is a bedside
+    observation: it counts at its recorded time, with no turnaround."""
+    kf = KineticFeatures(covariate_analytes=("TEMP_MAX",))
+    assert kf.current_grade
+    before_grades = _grades(grades) if grades else _grades([]).astype({"patient_id": object})
+    rng = np.random.default_rng(drop)
+    future = (before_grades["hours_since_infusion"] > landmark).to_numpy()
+    after_grades = before_grades.copy()
+    after_grades.loc[future, "hours_since_infusion"] += shift
+    after_grades.loc[future, "grade"] = rng.integers(0, 6, int(future.sum())).astype(float)
+    after_grades = after_grades[~(future & (rng.random(len(after_grades)) < 0.5))]
+    added = _grades(new_grades) if new_grades else _grades([])
+    added = added.assign(hours_since_infusion=landmark + shift)
+    after_grades = pd.concat([after_grades, added], ignore_index=True)
+    keep = ["patient_id", "landmark_hours", "eligible"]
+    cols = [*keep, *kf.spec().feature_names()]
+    a = kf.build(_labs_from(labs), PATIENTS_ASTCT, [landmark], grades=before_grades)
+    b = kf.build(_labs_from(labs), PATIENTS_ASTCT, [landmark], grades=after_grades)
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+    assert ((a["outcome_status"] == "already_severe") == (b["outcome_status"] == "already_severe")).all()
+
+
+def test_a_grade_counts_from_its_recorded_time_exactly():
+    kf = KineticFeatures()
+    labs = lab_rows("B", "CRP", [(-5, 5)])
+    pats = PATIENTS_ASTCT.iloc[[1]]  # B: grade 1 overall, no onset
+    at = kf.build(labs, pats, [48.0], grades=_grades([("B", 48.0, 2)]))
+    after = kf.build(labs, pats, [48.0], grades=_grades([("B", 48.0 + 1e-9, 2)]))
+    assert at["current_grade"].iloc[0] == 2 and after["current_grade"].iloc[0] == 0
+    severe = kf.build(labs, pats, [48.0], grades=_grades([("B", 48.0, 3)]))
+    assert severe["outcome_status"].iloc[0] == "already_severe"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cohorts.errors import CohortError
 from cohorts.io import Cohort, write_cohort
@@ -98,8 +100,8 @@ def test_model_input_without_grade_rows_or_column_means_unknown(graded_bundle, c
                               reasons="all")
     matrix = graded_bundle.features.build(cohort.labs, cohort.patients, LANDMARKS, events=cohort.events)
     assert matrix["current_grade"].isna().all()
-    for given in (frame, frame.drop(columns="grade")):  # an input from before grades travelled
-        got = _pyfunc(graded_bundle).predict(None, given, params={"landmarks": "24,48,72", "reasons": "all"})
+    for sent in (frame, frame.drop(columns="grade")):  # an input from before grades travelled
+        got = _pyfunc(graded_bundle).predict(None, sent, params={"landmarks": "24,48,72", "reasons": "all"})
         pd.testing.assert_frame_equal(got, expected)
 
 
@@ -114,6 +116,32 @@ def test_as_of_latest_reads_the_grade_course(graded_bundle, cohort):
         row = got[got["patient_id"] == pid].iloc[0]
         assert at["status"].iloc[0] == row["status"]
         np.testing.assert_allclose(at["probability"].iloc[0], row["probability"], rtol=0, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(landmark=st.sampled_from(LANDMARKS), shift=st.floats(0.01, 200), seed=st.integers(0, 2**16),
+       added=st.lists(st.tuples(st.integers(0, 11), st.sampled_from([0.0, 1.0, 2.0, 3.0, 4.0])), max_size=8))
+def test_pyfunc_output_at_l_ignores_grades_recorded_after_l(graded_bundle, cohort, landmark, shift, seed, added):
+    """At serving too: adding, moving later, regrading or deleting grade rows recorded after L never
+    changes a status, probability or driver at L."""
+    ids = cohort.patients["patient_id"].head(12).tolist()
+    pick = lambda t: t[t["patient_id"].isin(ids)].reset_index(drop=True)  # noqa: E731
+    labs, patients, events, grades = (pick(cohort.labs), pick(cohort.patients), pick(cohort.events),
+                                      pick(cohort.grades))
+    rng = np.random.default_rng(seed)
+    later = (grades["hours_since_infusion"] > landmark).to_numpy()
+    changed = grades.copy()
+    changed.loc[later, "hours_since_infusion"] += shift
+    changed.loc[later, "grade"] = rng.integers(0, 5, int(later.sum())).astype(float)
+    changed = changed[~(later & (rng.random(len(changed)) < 0.5))]
+    new = pd.DataFrame({"patient_id": [ids[i] for i, _ in added], "hours_since_infusion": landmark + shift,
+                        "grade": [g for _, g in added]})
+    changed = pd.concat([changed, new], ignore_index=True)
+    params = {"landmarks": f"{landmark:g}", "reasons": "all"}
+    model = _pyfunc(graded_bundle)
+    a = model.predict(None, to_model_input(labs, patients, events, grades=grades), params=params)
+    b = model.predict(None, to_model_input(labs, patients, events, grades=changed), params=params)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
 def _score_folder(tmp_path, bundle, cohort: Cohort, name: str, **kw) -> pd.DataFrame:
