@@ -224,8 +224,9 @@ def test_external_validation_on_another_simulated_cohort(repro, tmp_path):
 
 
 def test_pyfunc_on_raw_labs_equals_the_training_pipeline(repro):
-    """Same patients: the registered pyfunc fed canonical labs + events gives the probabilities the
-    pipeline computes from its own feature matrix with the same model."""
+    """Same patients: the registered pyfunc fed canonical labs + events + the CRS grade course gives the
+    probabilities the pipeline computes from its own feature matrix with the same model (current_grade
+    on by default: the grades reach the pyfunc as grade rows), and the same already-severe rows."""
     project, env = repro
     script = f"""
 import json, mlflow, numpy as np, pandas as pd
@@ -237,10 +238,16 @@ bundle = model.unwrap_python_model().bundle
 cohort = read_cohort("{project}/data/cohort")
 ids = cohort.patients["patient_id"].iloc[:40]
 pick = lambda t: t[t["patient_id"].isin(ids)]
-out = model.predict(to_model_input(pick(cohort.labs), pick(cohort.patients), pick(cohort.events)),
+assert cohort.grades is not None and "current_grade" in bundle.features.get_feature_names_out()
+out = model.predict(to_model_input(pick(cohort.labs), pick(cohort.patients), pick(cohort.events),
+                                   grades=pick(cohort.grades)),
                     params={{"landmarks": "24,48,72,96"}})
 matrix = pd.read_parquet("{project}/data/features/landmarks.parquet")
-rows = matrix[matrix["patient_id"].isin(ids) & matrix["eligible"]]
+mine = matrix[matrix["patient_id"].isin(ids)]
+assert mine["current_grade"].notna().all() and (mine["current_grade"] > 0).any()
+severe = mine.loc[mine["outcome_status"] == "already_severe", ["patient_id", "landmark_hours"]]
+assert len(severe) and (severe.merge(out, on=["patient_id", "landmark_hours"])["status"] == "already_severe").all()
+rows = mine[mine["eligible"]]
 expected = pd.Series(bundle.probability(bundle.features.transform(rows)),
                      index=pd.MultiIndex.from_frame(rows[["patient_id", "landmark_hours"]]))
 got = out[out["status"] == "scored"].set_index(["patient_id", "landmark_hours"])["probability"]
