@@ -19,7 +19,8 @@ def external_predictions(bundle: ModelBundle, cohort: Cohort, landmarks: list[fl
     if "crs_max_grade" not in cohort.patients or "severe_onset_hours" not in cohort.patients:
         raise CohortError("External validation needs outcomes: the patients table must have crs_max_grade "
                           "and severe_onset_hours (a cohort to be scored instead goes to `crs score`)")
-    matrix = bundle.features.build(cohort.labs, cohort.patients, landmarks, events=cohort.events)
+    matrix = bundle.features.build(cohort.labs, cohort.patients, landmarks, events=cohort.events,
+                                   grades=cohort.grades)  # the grade course, as featurize reads it
     rows = matrix[matrix["eligible"] & matrix["label"].notna()].reset_index(drop=True)
     if rows.empty or rows["label"].nunique() < 2:
         raise CohortError(f"External cohort has {len(rows)} eligible labelled landmark rows and needs both "

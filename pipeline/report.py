@@ -34,8 +34,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- reading
 
-def _read(cohort: Path, fmt: str | None, ids: list[str] | None) -> tuple[Any, Any, Any, dict]:
-    """(labs, patients, events or None, provenance) of the cohort, only `ids` when given."""
+def _read(cohort: Path, fmt: str | None, ids: list[str] | None) -> tuple[Any, Any, Any, Any, dict]:
+    """(labs, patients, events or None, grades or None, provenance) of the cohort, only `ids` when given."""
     import json
 
     from cohorts.errors import CohortError
@@ -44,17 +44,23 @@ def _read(cohort: Path, fmt: str | None, ids: list[str] | None) -> tuple[Any, An
         from cohorts.ingest import ingest
 
         c = ingest(fmt, cohort).cohort
-        labs, patients, events, prov = c.labs, c.patients, c.events, dict(c.provenance or {})
+        labs, patients, events, grades = c.labs, c.patients, c.events, c.grades
         if ids is not None:
             keep = set(ids)
             labs = labs[labs["patient_id"].astype(str).isin(keep)]
             patients = patients[patients["patient_id"].astype(str).isin(keep)]
             events = events[events["patient_id"].astype(str).isin(keep)] if events is not None else None
-        return labs, patients, events, prov
+            grades = grades[grades["patient_id"].astype(str).isin(keep)] if grades is not None else None
+        return labs, patients, events, grades, dict(c.provenance or {})
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from cohorts.schema import canonical_events, canonical_labs, canonical_patients
+    from cohorts.schema import (
+        canonical_events,
+        canonical_grades,
+        canonical_labs,
+        canonical_patients,
+    )
 
     folder = Path(cohort)
     if not folder.is_dir():
@@ -80,11 +86,13 @@ def _read(cohort: Path, fmt: str | None, ids: list[str] | None) -> tuple[Any, An
         labs = canonical_labs(table("labs"), file=str(folder / "labs.parquet"))
         events = (canonical_events(table("events"), file=str(folder / "events.parquet"))
                   if (folder / "events.parquet").exists() else None)
+        grades = (canonical_grades(table("grades"), file=str(folder / "grades.parquet"))
+                  if (folder / "grades.parquet").exists() else None)
     except (pa.ArrowException, OSError) as exc:
         raise CohortError(f"Cannot read the cohort at {folder}: {str(exc).splitlines()[0]}") from exc
     prov_path = folder / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
-    return labs, patients, events, prov if isinstance(prov, dict) else {}
+    return labs, patients, events, grades, prov if isinstance(prov, dict) else {}
 
 
 def _model(uri: str):
@@ -127,7 +135,7 @@ def availability_times(labs, codes) -> list[float]:
 
 
 def patient_data(model, labs, patient, events, *, synthetic: bool | None, generated_at: str,
-                 tolerance_hours: float | None = None):
+                 tolerance_hours: float | None = None, grades=None):
     """Score one patient (landmarks with drivers and their percentage points; the risk curve) into
     the :class:`reports.patient.PatientData` the page is drawn from."""
     import numpy as np
@@ -148,10 +156,10 @@ def patient_data(model, labs, patient, events, *, synthetic: bool | None, genera
     landmarks = [float(x) for x in bundle.meta.get("landmarks_hours") or [24.0, 48.0, 72.0, 96.0]]
     tol = landmark_tolerance(tolerance_hours)
     lo, hi = trained_range(bundle, tol) or (min(landmarks) - tol, max(landmarks) + tol)
-    at_landmarks = predict_cohort(bundle, labs, patient, landmarks, events=events, reasons="all")
+    at_landmarks = predict_cohort(bundle, labs, patient, landmarks, events=events, grades=grades, reasons="all")
     # percentage points of each driver: the row's margin from the model's own features
     serving = patient.drop(columns=[c for c in OUTCOME_COLUMNS if c in patient])
-    matrix = kf.build(labs, serving, landmarks, events=events)  # the rows predict_cohort scored, in order
+    matrix = kf.build(labs, serving, landmarks, events=events, grades=grades)  # the rows predict_cohort scored, in order
     scored = (at_landmarks["status"] == "scored").to_numpy()
     margin = np.full(len(at_landmarks), np.nan)
     if scored.any():
@@ -163,7 +171,8 @@ def patient_data(model, labs, patient, events, *, synthetic: bool | None, genera
                                                                         bundle.calibration), np.nan)
     labs = with_availability(labs, kf)
     times = [t for t in availability_times(labs, [*kf.analytes, *kf.covariate_analytes]) if lo <= t <= hi]
-    curve = (predict_cohort(bundle, labs, patient, sorted(set(times)), events=events, reasons="none")
+    curve = (predict_cohort(bundle, labs, patient, sorted(set(times)), events=events, grades=grades,
+                            reasons="none")
              if times else at_landmarks.iloc[:0])
     codes = sorted(set(labs["analyte"].astype(str)))
     registry = analyte_registry()
@@ -200,7 +209,7 @@ def report(cohort: Path, model_uri: str, out: Path, *, patient_id: str | None = 
         raise CohortError(f"--out must be a FILE.html for one patient; got {out.name!r}")
     if not Path(cohort).exists():
         raise CohortError(f"The cohort {cohort} does not exist", file=str(cohort))
-    labs, patients, events, prov = _read(Path(cohort), fmt, None if every else [str(patient_id)])
+    labs, patients, events, grades, prov = _read(Path(cohort), fmt, None if every else [str(patient_id)])
     patients = patients.assign(patient_id=patients["patient_id"].astype(str))
     if not every and not len(patients):
         raise CohortError(f"Patient {patient_id!r} is not in the cohort at {cohort}; check the id "
@@ -213,6 +222,9 @@ def report(cohort: Path, model_uri: str, out: Path, *, patient_id: str | None = 
         events = events.assign(patient_id=events["patient_id"].astype(str))
     lab_groups = dict(tuple(labs.groupby("patient_id", sort=False)))
     event_groups = dict(tuple(events.groupby("patient_id", sort=False))) if events is not None else {}
+    if grades is not None:
+        grades = grades.assign(patient_id=grades["patient_id"].astype(str))
+    grade_groups = dict(tuple(grades.groupby("patient_id", sort=False))) if grades is not None else {}
     written: list[Path] = []
     if every:
         out.mkdir(parents=True, exist_ok=True)
@@ -224,7 +236,9 @@ def report(cohort: Path, model_uri: str, out: Path, *, patient_id: str | None = 
             one = patients[patients["patient_id"] == pid]
             p_labs = lab_groups.get(pid, labs.iloc[:0])
             p_events = event_groups.get(pid, events.iloc[:0]) if events is not None else None
-            data = patient_data(model, p_labs, one, p_events, synthetic=synthetic, generated_at=stamp)
+            p_grades = grade_groups.get(pid, grades.iloc[:0]) if grades is not None else None
+            data = patient_data(model, p_labs, one, p_events, synthetic=synthetic, generated_at=stamp,
+                                grades=p_grades)
             page = render_patient_report(data)
             target = out / file_name(pid) if every else out
             target.parent.mkdir(parents=True, exist_ok=True)

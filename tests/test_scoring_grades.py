@@ -233,3 +233,24 @@ def test_a_bad_grade_row_in_the_model_input_is_named(graded_bundle, cohort):
     with pytest.raises(CohortError, match="both a grade and an analyte") as info:
         _pyfunc(graded_bundle).predict(None, both, params={"landmarks": "24"})
     assert info.value.row == lab
+
+
+def test_external_evaluation_and_the_patient_report_read_the_grade_course(tmp_path, graded_bundle, cohort):
+    """`crs evaluate --cohort` and `crs report` score with the grade course too (as `crs score`)."""
+    from models.external import external_predictions
+    from pipeline.report import _read, patient_data
+
+    expected = _expected(graded_bundle, cohort, cohort.grades)
+    ext = external_predictions(graded_bundle, cohort, LANDMARKS).merge(expected, on=KEYS, suffixes=("", "_train"))
+    assert len(ext) > 60
+    np.testing.assert_allclose(ext["probability"], ext["probability_train"], rtol=0, atol=1e-12)
+    write_cohort(cohort, tmp_path / "c")
+    pid = expected.loc[expected["current_grade"] > 0, "patient_id"].iloc[0]
+    labs, patients, events, grades, _ = _read(tmp_path / "c", None, [pid])
+    assert set(grades["patient_id"]) == {pid}
+    model = LoadedModel(graded_bundle, "", "", "", "folder")
+    data = patient_data(model, labs, patients, events, synthetic=True, generated_at="now", grades=grades)
+    at = predict_cohort(graded_bundle, labs, patients, LANDMARKS, events=events, grades=grades, reasons="all")
+    pd.testing.assert_frame_equal(data.landmarks[list(at.columns)], at)
+    blind = predict_cohort(graded_bundle, labs, patients, LANDMARKS, events=events, reasons="all")
+    assert not blind["probability"].equals(at["probability"])
