@@ -155,6 +155,24 @@ def lab_order(labs: pd.DataFrame) -> pd.DataFrame:
     return labs.iloc[np.argsort(rows, kind="stable")].reset_index(drop=True)
 
 
+def patient_tables(patients, spark_df_labs, features, *, events=None, grades=None) -> dict[str, Any]:
+    """The tables one grouped call sees, keyed by tag: `patients` as given (ids as text), lab rows of
+    the analytes `features` reads, and events and grades (when given), each restricted to those
+    patients (rows of a patient the patients table does not list are left out, as the semi-join says)."""
+    from pyspark.sql import functions as F
+
+    codes = [*features.analytes, *features.covariate_analytes]
+    ids = patients.select("patient_id")
+    labs = text_id(spark_df_labs).where(F.col("analyte").isin(codes)).join(ids, "patient_id", "left_semi")
+    labs = labs.select("patient_id", *[c for c in LAB_COLUMNS if c in spark_df_labs.columns])
+    tables = {PATIENTS: patients, LABS: labs}
+    if events is not None:
+        tables[EVENTS] = text_id(events).join(ids, "patient_id", "left_semi")
+    if grades is not None:  # grouped with the patient like events: the grade course reaches the same call
+        tables[GRADES] = text_id(grades).join(ids, "patient_id", "left_semi")
+    return tables
+
+
 # ----------------------------------------------------------------------------- features
 
 def featurize_spark(spark_df_labs, spark_df_patients, features, landmarks: list[float], *, events=None,
@@ -165,19 +183,10 @@ def featurize_spark(spark_df_labs, spark_df_patients, features, landmarks: list[
 
     `schema`: the Spark output schema; default from the matrix of one tiny sample group
     (:func:`matrix_struct`)."""
-    from pyspark.sql import functions as F
 
-    codes = [*features.analytes, *features.covariate_analytes]
     landmarks = [float(x) for x in landmarks]
     patients = text_id(spark_df_patients)
-    ids = patients.select("patient_id")
-    labs = text_id(spark_df_labs).where(F.col("analyte").isin(codes)).join(ids, "patient_id", "left_semi")
-    labs = labs.select("patient_id", *[c for c in LAB_COLUMNS if c in spark_df_labs.columns])
-    tables = {PATIENTS: patients, LABS: labs}
-    if events is not None:
-        tables[EVENTS] = text_id(events).join(ids, "patient_id", "left_semi")
-    if grades is not None:
-        tables[GRADES] = text_id(grades).join(ids, "patient_id", "left_semi")
+    tables = patient_tables(patients, spark_df_labs, features, events=events, grades=grades)
     cols = {tag: list(df.columns) for tag, df in tables.items()}
     if schema is None:
         schema = matrix_struct(features, landmarks, tables, cols)

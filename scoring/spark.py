@@ -29,7 +29,6 @@ from features.spark import (
     EVENTS,
     GRADES,
     KEY,
-    LAB_COLUMNS,
     LABS,
     PATIENTS,
     at_least_cores,
@@ -38,6 +37,7 @@ from features.spark import (
     input_errors,
     lab_order,
     output_folder,
+    patient_tables,
     plain,
     read_canonical,
     spark_session,
@@ -164,7 +164,6 @@ def score_spark(spark_df_labs, spark_df_patients, model_uri: str | LoadedModel,
     tolerance = landmark_tolerance(landmark_tolerance_hours)  # the driver's params, not each executor's
     shipped = ship_model(model)
     kf = bundle.features
-    codes = [*kf.analytes, *kf.covariate_analytes]
     per_patient = 1 if as_of_latest else len(landmarks)
     stamp = {"model_name": model.name, "model_version": model.version, "model_alias": model.alias,
              "scored_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -175,14 +174,7 @@ def score_spark(spark_df_labs, spark_df_patients, model_uri: str | LoadedModel,
         flagged = text_id(invalid_patients.select("patient_id")).distinct().withColumn(INVALID, F.lit(True))
         patients = patients.join(flagged, "patient_id", "left").withColumn(INVALID, F.coalesce(F.col(INVALID),
                                                                                            F.lit(False)))
-    ids = patients.select("patient_id")
-    labs = text_id(spark_df_labs).where(F.col("analyte").isin(codes)).join(ids, "patient_id", "left_semi")
-    labs = labs.select("patient_id", *[c for c in LAB_COLUMNS if c in spark_df_labs.columns])
-    tables = {PATIENTS: patients, LABS: labs}
-    if events is not None:
-        tables[EVENTS] = text_id(events).join(ids, "patient_id", "left_semi")
-    if grades is not None:  # grouped with the patient like events: the grade course reaches the same call
-        tables[GRADES] = text_id(grades).join(ids, "patient_id", "left_semi")
+    tables = patient_tables(patients, spark_df_labs, kf, events=events, grades=grades)
     n = int(n_patients if n_patients is not None else patients.count())
     n_groups = group_count(n, patients_per_group, default_chunk())
     n_groups = at_least_cores(spark_df_patients, n_groups)

@@ -22,21 +22,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-
-def _target(spec: str):
-    module, _, qualname = spec.partition(":")
-    owner = importlib.import_module(module)
-    *path, name = qualname.split(".")
-    for part in path:
-        owner = getattr(owner, part)
-    return owner, name
+from tests.faults import _target
 
 
 def _due(n: str, calls: int) -> bool:
