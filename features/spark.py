@@ -266,6 +266,7 @@ def read_canonical(spark, folder: Path) -> dict[str, Any]:
                                file=str(folder / f"{name}.parquet"))
     tables = {name: spark.read.parquet(str(folder / f"{name}.parquet"))
               for name in (LABS, PATIENTS, EVENTS, GRADES) if (folder / f"{name}.parquet").exists()}
+    refuse_unknown_patients(tables, folder)
     qpath = folder / "quarantine.parquet"
     if qpath.exists():
         quarantined = text_id(spark.read.parquet(str(qpath)).select("patient_id")).where(
@@ -274,6 +275,19 @@ def read_canonical(spark, folder: Path) -> dict[str, Any]:
         tables["invalid"] = (quarantined.join(text_id(tables[PATIENTS].select("patient_id")), "patient_id",
                                               "left_semi").join(with_labs, "patient_id", "left_anti"))
     return tables
+
+
+def refuse_unknown_patients(tables: dict[str, Any], folder: Path) -> None:
+    """Lab, event and grade rows of a patient patients.parquet does not list are an input error, as
+    on one machine (cohorts.schema.known_patients), not rows the grouping would silently leave out."""
+    ids = text_id(tables[PATIENTS].select("patient_id"))
+    for name in (LABS, EVENTS, GRADES):
+        if name not in tables:
+            continue
+        orphan = text_id(tables[name].select("patient_id")).join(ids, "patient_id", "left_anti").limit(1).collect()
+        if orphan:
+            raise CohortError(f"{name} rows for patient {orphan[0]['patient_id']!r} who is not in patients.parquet",
+                              file=str(folder / f"{name}.parquet"), column="patient_id")
 
 
 def is_local(path: str | Path) -> bool:

@@ -147,7 +147,9 @@ def score_spark(spark_df_labs, spark_df_patients, model_uri: str | LoadedModel,
     `model_uri`: `models:/name@alias` (resolved here, once, to a version), `models:/name/N`, a
     pyfunc folder, or a :class:`scoring.batch.LoadedModel`. `landmarks`: default the model's own.
     `invalid_patients`: a Spark DataFrame with a `patient_id` column (every lab row quarantined).
-    Lab rows are filtered to the analytes the model reads and to the patients given.
+    Lab rows are filtered to the analytes the model reads and to the patients given: on these DataFrames,
+    lab, event and grade rows of a patient `spark_df_patients` does not list are left out (check them first
+    if that matters; `score_cohort_spark` on a canonical folder refuses them, as one machine does).
     """
     from pyspark.sql import functions as F
 

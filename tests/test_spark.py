@@ -299,6 +299,28 @@ def test_a_bad_canonical_table_is_one_input_error(tmp_path, spark, model, cohort
     assert not (tmp_path / "s.parquet").exists()
 
 
+@pytest.mark.parametrize("table", ["labs", "events", "grades"])
+def test_rows_of_a_patient_not_in_the_patients_table_are_one_input_error(tmp_path, spark, model, cohort, table):
+    """As on one machine (cohorts.schema.known_patients): not rows the grouping would silently drop."""
+    from cohorts.errors import CohortError
+    from features.spark import featurize_folder_spark
+    from scoring.spark import score_cohort_spark
+
+    folder = tmp_path / "cohort"
+    write_cohort(cohort, folder)
+    path = folder / f"{table}.parquet"
+    rows = pd.read_parquet(path)
+    rows.loc[len(rows) // 2, "patient_id"] = "NOT-LISTED"
+    rows.to_parquet(path, index=False)
+    with pytest.raises(CohortError, match="NOT-LISTED.*not in patients.parquet") as err:
+        score_cohort_spark(folder, "", tmp_path / "s.parquet", model=model, landmarks=LANDMARKS, spark=spark)
+    assert err.value.file == str(path) and not (tmp_path / "s.parquet").exists()
+    with pytest.raises(CohortError, match="NOT-LISTED"):
+        featurize_folder_spark(folder, tmp_path / "f.parquet", model.bundle.features, [24.0], spark=spark)
+    with pytest.raises(CohortError, match="NOT-LISTED"):  # the same cohort on one machine: the same refusal
+        score_cohort(folder, "", tmp_path / "one.parquet", model=model, landmarks=LANDMARKS, progress=False)
+
+
 def test_cli_score_and_featurize_with_engine_spark(tmp_path, spark, model, cohort, monkeypatch, capsys):
     """`crs score --engine spark` (the alias resolved once, by the driver) and `crs featurize --engine spark`."""
     import scoring.spark
