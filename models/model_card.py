@@ -95,6 +95,17 @@ def _hours_of(label: str) -> float:
         return float("inf")
 
 
+def selection_text(selection: dict[str, Any] | None) -> str:
+    """The candidate family chosen in each outer fold and for the final model, with the inner AUROCs."""
+    if not selection or not selection.get("final_family"):
+        return ""
+    inner = ", ".join(f"{k} {v:.3f}" for k, v in sorted((selection.get("final_inner_auroc") or {}).items()))
+    folds = ", ".join(f"fold {i}: {f}" for i, f in enumerate(selection.get("family_per_outer_fold") or []))
+    return (f"\n\nCandidate families ({', '.join(selection.get('candidates') or [])}) compete inside each outer fold on "
+            f"its inner folds only ({selection.get('rule', '')}). Chosen per outer fold: {folds or 'not recorded'}. "
+            f"Final model: **{selection['final_family']}** (inner AUROC {inner}).")
+
+
 def claim_text(claim: dict[str, Any] | None) -> str:
     """The central claim (claim stage): ΔAUROC of nested feature sets from repeated CV, with CIs."""
     if not claim:
@@ -203,7 +214,8 @@ def render_model_card(*, params: dict[str, Any], metrics: dict[str, Any], proven
                             f"from the grid ({_words(t.get('search_space', {}))}) chosen on {t.get('inner_folds', 3)} inner folds "
                             f"with early stopping on inner validation patients only; {t.get('calibration', 'sigmoid')} "
                             f"calibration on inner out-of-fold margins. Final model: {train_meta.get('n_rounds')} "
-                            f"rounds, chosen {_words(train_meta.get('chosen_params', {}))}.",
+                            f"rounds, chosen {_words(train_meta.get('chosen_params', {}))}."
+                            + selection_text(metrics.get("selection")),
         "Class imbalance": "No resampling or class weights (they distort calibration); the operating point is "
                            f"chosen on training folds for sensitivity ≥ {t.get('target_sensitivity', 0.9)}.",
         "Performance": "Held-out (outer-fold) patients, patient-level bootstrap 95% CIs "

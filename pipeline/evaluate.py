@@ -64,14 +64,25 @@ def evaluate() -> dict[str, Any]:
     label = "SYNTHETIC cohort" if prov.get("synthetic") else "held-out patients"
     write_curves(oof, metrics, path_of(root, p, "plots"), label, e["decision_thresholds"],
                  bands=(int(e["n_bootstrap"]), int(e["seed"])))
+    meta = json.loads((model_dir / "meta.json").read_text())
+    metrics["selection"] = family_selection(meta)  # the candidate family chosen per outer fold and finally
     path_of(root, p, "metrics_full").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     path_of(root, p, "metrics").write_text(json.dumps(headline(metrics), indent=2, sort_keys=True) + "\n")
-    meta = json.loads((model_dir / "meta.json").read_text())
     card = render_model_card(params=p, metrics=metrics, provenance=prov, matrix=matrix,
                              feature_names=features["feature_names"], train_meta=meta,
                              result_times=metrics["result_times"])
     path_of(root, p, "model_card").write_text(card)
     return metrics
+
+
+def family_selection(meta: dict[str, Any]) -> dict[str, Any]:
+    """What metrics_full.json says of the candidate selection (from the model's meta.json)."""
+    folds = meta.get("outer_folds") or []
+    return {"final_family": meta.get("family"), "candidates": list(meta.get("candidates") or []),
+            "final_inner_auroc": meta.get("candidates_inner_auroc") or {},
+            "family_per_outer_fold": [f.get("family") for f in folds],
+            "inner_auroc_per_outer_fold": [f.get("candidates_inner_auroc") for f in folds],
+            "rule": meta.get("selection_rule", "")}
 
 
 def read_m_easix_labs(path: Path):

@@ -232,6 +232,10 @@ def register() -> dict[str, Any]:
     tags |= {"patients": str(oof["patient_id"].nunique()), "events": str(int(oof["label"].sum())),
              "prevalence": f"{oof['label'].mean():.4f}",
              "negative_control": str(bool(p["train"]["negative_control"])).lower()}
+    selection = metrics.get("selection") or {}
+    if selection.get("final_family"):  # the candidate family that won (issue 14), per fold as well
+        tags |= {"model.family": str(selection["final_family"]),
+                 "model.family_per_outer_fold": ",".join(str(f) for f in selection.get("family_per_outer_fold") or [])}
     artifacts = [path_of(root, p, k) for k in ("metrics", "metrics_full", "model_card", "plots", "explain")]
     validation = sanitised_validation(root, p)
     if validation is not None:
@@ -261,7 +265,7 @@ def register() -> dict[str, Any]:
                          "training"))
     datasets.append((dataset(oof, f"evaluation: held-out predictions, {p['train']['n_folds']}-fold patient-grouped CV",
                              dvc_source(oof_key, oof_hash, commit), oof_hash), "evaluation"))
-    version_tags = {k: v for k, v in tags.items() if k.startswith(("cohort.", "git_", "dvc.exp."))}
+    version_tags = {k: v for k, v in tags.items() if k.startswith(("cohort.", "git_", "dvc.exp.", "model.family"))}
     version_tags |= {"dvc.cohort": f"{cohort_key}@{cohort_hash}", "training_patients": str(record.n_patients)}
     registration = Registration(
         model_name=r["model_name"], experiment=r["experiment"], bundle_dir=path_of(root, p, "model"),

@@ -337,6 +337,12 @@ def test_the_mlflow_run_and_version_read_well(repro, tmp_path):
     assert mv.description.startswith("**Gate decision:") and "# Model card" in mv.description
     assert mv.tags["gate.decision"] == registered["gate"]["decision"] and mv.tags["cohort.synthetic"] == "true"
     assert mv.tags["git_commit"] == run.data.tags["git_commit"] and float(mv.tags["metric.auroc"]) > 0.5
+    # the candidate family that won (issue 14): in metrics_full.json, the model card and the run and version tags
+    meta = json.loads((project / "data/model/meta.json").read_text())
+    selection = json.loads((project / "data/metrics_full.json").read_text())["selection"]
+    assert selection["final_family"] == meta["family"] == run.data.tags["model.family"] == mv.tags["model.family"]
+    assert len(selection["family_per_outer_fold"]) == meta["n_folds"]
+    assert f"Final model: **{meta['family']}**" in (project / "data/model_card.md").read_text()
     assert mv.tags["dvc.cohort"].endswith(next(o["md5"] for o in lock["ingest"]["outs"]))
     assert "Model card" in store.get_registered_model("severe-crs").description
 

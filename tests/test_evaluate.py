@@ -181,3 +181,20 @@ def test_model_card_reports_the_claim_with_cis_and_its_verdict():
     assert "event patients (event rows)" in card and "decision_curves_by_landmark.png" in card
     for placeholder in ("TODO", "TBD", "nan", "None", "{", "?"):
         assert placeholder not in card, placeholder
+
+
+def test_the_chosen_family_reaches_metrics_and_the_model_card():
+    from models.model_card import selection_text
+    from pipeline.evaluate import family_selection
+
+    meta = {"family": "xgb_compact", "candidates": ["xgb_full", "xgb_compact"], "selection_rule": "highest inner AUROC",
+            "candidates_inner_auroc": {"xgb_full": 0.71, "xgb_compact": 0.74},
+            "outer_folds": [{"family": "xgb_compact", "candidates_inner_auroc": {"xgb_full": 0.7, "xgb_compact": 0.75}},
+                            {"family": "xgb_full", "candidates_inner_auroc": {"xgb_full": 0.73, "xgb_compact": 0.72}}]}
+    selection = family_selection(meta)
+    assert selection["final_family"] == "xgb_compact"
+    assert selection["family_per_outer_fold"] == ["xgb_compact", "xgb_full"]
+    text = selection_text(selection)
+    assert "fold 0: xgb_compact, fold 1: xgb_full" in text and "Final model: **xgb_compact**" in text
+    assert "xgb_compact 0.740" in text and "{" not in text
+    assert selection_text(None) == "" and selection_text(family_selection({})) == ""
