@@ -204,6 +204,15 @@ def with_case_mix(oof: pd.DataFrame) -> pd.DataFrame:
     return oof.assign(p_case_mix=case_mix_prevalence(oof))
 
 
+def hours_of_label(label: object) -> float:
+    """The hours of a landmark label as :func:`evaluate_predictions` writes it ('24h' -> 24.0); inf for
+    any other label (sorts after the landmarks)."""
+    try:
+        return float(str(label).rstrip("h"))
+    except ValueError:
+        return float("inf")
+
+
 def evaluate_predictions(oof: pd.DataFrame, n_boot: int, seed: int, min_subgroup_events: int = 10,
                          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """`progress` (optional) is called with 1 after each block (see :func:`evaluation_steps`)."""

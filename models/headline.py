@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.evaluate import hours_of_label
+
 PRIMARY = "xgb_kinetics"
 MODEL_KEYS = ("auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "brier", "calibration_slope",
               "sensitivity_at_operating_point", "specificity_at_operating_point")
@@ -33,10 +35,11 @@ def headline(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The headline numbers of a full metrics table (`models.evaluate.evaluate_predictions` plus the
     evaluate stage's `claim`), rounded to 4 decimals; a number the table lacks is left out, not invented."""
     pooled = metrics.get("pooled", {})
+    by_landmark = {lm: t.get(f"{PRIMARY}.auroc")
+                   for lm, t in sorted((metrics.get("by_landmark") or {}).items(), key=lambda kv: hours_of_label(kv[0]))}
     out: dict[str, dict[str, float]] = {
         "model": _pick(pooled, ((k, f"{PRIMARY}.{k}") for k in MODEL_KEYS)),
-        "auroc_by_landmark": _pick({lm: t.get(f"{PRIMARY}.auroc") for lm, t in _by_hours(metrics.get("by_landmark"))},
-                                   ((lm, lm) for lm, _ in _by_hours(metrics.get("by_landmark")))),
+        "auroc_by_landmark": _pick(by_landmark, ((lm, lm) for lm in by_landmark)),
         "delta_auroc": _pick(pooled, (pair for name, comparator in COMPARATORS for pair in (
             (f"vs_{name}", f"delta_auroc.{PRIMARY}_minus_{comparator}"),
             (f"vs_{name}_ci_low", f"delta_auroc.{PRIMARY}_minus_{comparator}_ci_low")))),
@@ -54,12 +57,3 @@ def _pick(table: dict[str, Any], pairs) -> dict[str, float]:
             out[name] = int(value) if isinstance(value, int) else round(float(value), DIGITS)
     return out
 
-
-def _by_hours(by_landmark: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
-    def hours(label: str) -> float:
-        try:
-            return float(str(label).rstrip("h"))
-        except ValueError:
-            return float("inf")
-
-    return sorted((by_landmark or {}).items(), key=lambda kv: hours(kv[0]))

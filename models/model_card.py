@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from models.evaluate import hours_of_label
+
 HEADINGS = [
     "Intended use", "Source of data", "Eligibility", "Treatments received", "Outcome",
     "Predictors and their timing", "Sample size and events", "Missing data", "Model and tuning",
@@ -88,13 +90,6 @@ def _treatment_naive_text(metrics: dict[str, Any]) -> str:
     return text + "; too few to estimate performance."
 
 
-def _hours_of(label: str) -> float:
-    try:
-        return float(label.rstrip("h"))
-    except ValueError:
-        return float("inf")
-
-
 def selection_text(selection: dict[str, Any] | None) -> str:
     """The candidate family chosen in each outer fold and for the final model, with the inner AUROCs."""
     if not selection or not selection.get("final_family"):
@@ -115,7 +110,7 @@ def claim_text(claim: dict[str, Any] | None) -> str:
              "data/claim.json, claim.png): M0 latest values; M1 + baseline-free serial features and treatments; "
              "M2 + baseline-relative features.", "", "| rows | M1 − M0 | M2 − M1 (the claim) |", "|---|---|---|"]
     scopes = [k for k, v in claim.items() if isinstance(v, dict)]
-    order = sorted(scopes, key=lambda k: (k != "pooled", k.startswith("with"), _hours_of(k)))
+    order = sorted(scopes, key=lambda k: (k != "pooled", k.startswith("with"), hours_of_label(k)))
     for scope in order:
         block = claim[scope]
         cells = [_ci(block, f"delta_auroc.{a}_minus_{b}") for a, b in (("M1", "M0"), ("M2", "M1"))]

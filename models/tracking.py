@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from models.evaluate import hours_of_label
 from models.gates import ChampionComparison, GateDecision, decide
 from models.registry import (
     PACKAGES,
@@ -48,7 +49,7 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The MLflow metric keys: primary model's headline measures with CI bounds, pooled and per landmark."""
     scopes = [("pooled", metrics.get("pooled", {}))]
     scopes += [(str(lm), table) for lm, table in sorted((metrics.get("by_landmark") or {}).items(),
-                                                         key=lambda kv: _hours(kv[0]))]
+                                                         key=lambda kv: hours_of_label(kv[0]))]
     out: dict[str, float] = {}
     for scope, table in scopes:
         for name in HEADLINE:
@@ -60,13 +61,6 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         if _finite(metrics.get("pooled", {}).get(name)):
             out[f"cohort/{name}"] = float(metrics["pooled"][name])
     return out
-
-
-def _hours(label: str) -> float:
-    try:
-        return float(str(label).rstrip("h"))
-    except ValueError:
-        return float("inf")
 
 
 def _finite(value: Any) -> bool:
