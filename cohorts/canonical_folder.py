@@ -24,6 +24,21 @@ from cohorts.errors import CohortError
 LOCATE_BATCH_ROWS = 262_144
 
 
+def require_tables(folder: Path | str, error: type[CohortError] = CohortError) -> Path:
+    """`folder` as a Path when it is a folder holding labs.parquet and patients.parquet; else one
+    `error` saying what is missing (`crs score`, `crs report` and Spark read the same layout)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise error(f"Cohort folder {folder} does not exist or is not a folder "
+                    "(give a folder of canonical tables, or an input path with --format)")
+    for name in ("labs", "patients"):
+        if not (folder / f"{name}.parquet").exists():
+            raise error(f"Cohort folder {folder} has no {name}.parquet (expected the canonical tables "
+                        "written by `crs simulate` or `crs ingest`; other layouts need --format)",
+                        file=str(folder / f"{name}.parquet"))
+    return folder
+
+
 def read_error(path: Path | str, exc: BaseException) -> CohortError:
     first = str(exc).splitlines()[0] if str(exc) else repr(exc)
     return CohortError(f"Cannot read {path} as Parquet (damaged, cut short or not a Parquet file): {first}",

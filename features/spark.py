@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cohorts.canonical_folder import require_tables
 from cohorts.errors import CohortError
 
 TAG = "_table"          # which table a row of the grouped union came from
@@ -255,15 +256,7 @@ def read_canonical(spark, folder: Path) -> dict[str, Any]:
     files); `quarantine` is the invalid-input patients (quarantined ids with no lab row left)."""
     from pyspark.sql import functions as F
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CohortError(f"Cohort folder {folder} does not exist or is not a folder "
-                           "(give a folder of canonical tables, or an input path with --format)")
-    for name in (LABS, PATIENTS):
-        if not (folder / f"{name}.parquet").exists():
-            raise CohortError(f"Cohort folder {folder} has no {name}.parquet (expected the canonical tables "
-                               "written by `crs simulate` or `crs ingest`; other layouts need --format)",
-                               file=str(folder / f"{name}.parquet"))
+    folder = require_tables(folder)
     tables = {name: spark.read.parquet(str(folder / f"{name}.parquet"))
               for name in (LABS, PATIENTS, EVENTS, GRADES) if (folder / f"{name}.parquet").exists()}
     refuse_unknown_patients(tables, folder)

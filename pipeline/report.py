@@ -55,6 +55,7 @@ def _read(cohort: Path, fmt: str | None, ids: list[str] | None) -> tuple[Any, An
     import pyarrow as pa
     import pyarrow.dataset as ds
 
+    from cohorts.canonical_folder import require_tables
     from cohorts.schema import (
         canonical_events,
         canonical_grades,
@@ -62,15 +63,7 @@ def _read(cohort: Path, fmt: str | None, ids: list[str] | None) -> tuple[Any, An
         canonical_patients,
     )
 
-    folder = Path(cohort)
-    if not folder.is_dir():
-        raise CohortError(f"Cohort folder {folder} does not exist or is not a folder "
-                          "(give a folder of canonical tables, or an input path with --format)")
-    for name in ("labs", "patients"):
-        if not (folder / f"{name}.parquet").exists():
-            raise CohortError(f"Cohort folder {folder} has no {name}.parquet (expected the canonical tables "
-                              "written by `crs simulate` or `crs ingest`; other layouts need --format)",
-                              file=str(folder / f"{name}.parquet"))
+    folder = require_tables(cohort)
 
     def table(name: str):
         data = ds.dataset(folder / f"{name}.parquet", format="parquet")

@@ -130,18 +130,10 @@ def canonical_source(folder: Path, codes: list[str]) -> CohortSource:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from cohorts.canonical_folder import open_parquet, read_table
+    from cohorts.canonical_folder import open_parquet, read_table, require_tables
     from features.chunks import iter_cohort_chunks
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ScoringError(f"Cohort folder {folder} does not exist or is not a folder "
-                           "(give a folder of canonical tables, or an input path with --format)")
-    for name in ("labs", "patients"):
-        if not (folder / f"{name}.parquet").exists():
-            raise ScoringError(f"Cohort folder {folder} has no {name}.parquet (expected the canonical tables "
-                               "written by `crs simulate` or `crs ingest`; other layouts need --format)",
-                               file=str(folder / f"{name}.parquet"))
+    folder = require_tables(folder, ScoringError)
     try:
         n = int(open_parquet(folder / "patients.parquet").metadata.num_rows)
         invalid: set[str] = set()
