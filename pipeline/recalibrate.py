@@ -117,12 +117,12 @@ def register_recalibrated(bundle, loaded, cohort, crossed, landmarks, metrics, p
     The comparison with the champion uses only this cohort's patients the champion never saw."""
     from crs_settings import project_root, reference_dir
     from models.external import external_predictions
-    from models.gates import ChampionComparison, compare_with_champion, enough_events, unseen_rows
+    from models.gates import ChampionComparison
     from models.model_input import synthetic_example
     from models.registry import Registry
     from models.tracking import Registration, log_and_register
     from models.training_patients import TrainingPatients
-    from pipeline.register import champion_training_patients
+    from pipeline.register import champion_training_patients, compare_on_unseen_patients
     from scoring.batch import load_model
 
     g = params["register"]
@@ -146,17 +146,12 @@ def register_recalibrated(bundle, loaded, cohort, crossed, landmarks, metrics, p
     def compare(registry, champion) -> ChampionComparison:
         version = str(champion.version)
         champion_record = champion_training_patients(registry, champion)
-        if champion_record is None:
-            return compare_with_champion(crossed, False, champion_version=version, min_event_patients=minimum)
-        saw = champion_record.contains(crossed["patient_id"])
-        unseen = unseen_rows(crossed, saw)
-        scores = None
-        if enough_events(unseen, minimum):
-            champ = load_model(f"models:/{champion.name}/{version}").bundle
-            scores = external_predictions(champ, cohort, landmarks)
-        result = compare_with_champion(crossed, False, champion_scores=scores, champion_saw=saw,
-                                       min_event_patients=minimum, champion_version=version)
-        result.how = result.how + " (challenger: cross-fitted)"
+        result = compare_on_unseen_patients(
+            crossed, champion_record, version, minimum,
+            lambda unseen: external_predictions(load_model(f"models:/{champion.name}/{version}").bundle, cohort,
+                                                landmarks))
+        if champion_record is not None:
+            result.how = result.how + " (challenger: cross-fitted)"
         return result
 
     tags = {"crs.kind": "recalibration", "recalibrated_from": f"{loaded.name}/{loaded.version}".strip("/"),

@@ -12,9 +12,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:  # annotations only: the stage imports these where it uses them
+    from collections.abc import Callable
+
+    import pandas as pd
+
+    from models.gates import ChampionComparison
+    from models.training_patients import TrainingPatients
 
 HELP = "log the run to MLflow and register the model behind the promotion gates (DVC stage)"
 LINEAGE_STAGES = ("simulate", "ingest", "featurize", "train", "evaluate", "explain")
@@ -146,7 +154,7 @@ def champion_comparison(root: Path, p: dict[str, Any], cohort_hash: str):
     from cohorts.errors import CohortError
     from cohorts.io import Cohort, read_cohort
     from models.external import external_predictions
-    from models.gates import ChampionComparison, compare_with_champion, enough_events, unseen_rows
+    from models.gates import ChampionComparison, compare_with_champion
     from models.registry import RegistryError
     from pipeline.common import path_of
     from scoring.batch import load_model
@@ -157,35 +165,47 @@ def champion_comparison(root: Path, p: dict[str, Any], cohort_hash: str):
         version = str(champion.version)
         oof = pd.read_parquet(path_of(root, p, "oof"))
         record = champion_training_patients(registry, champion)
-        if record is None:
-            return compare_with_champion(oof, False, champion_version=version, min_event_patients=minimum)
-        if record.cohort_hash and record.cohort_hash == cohort_hash:
+        if record is not None and record.cohort_hash and record.cohort_hash == cohort_hash:
             own = champion.tags.get("metric.auroc")
             run = registry.call("reading the champion's run", registry.client.get_run, champion.run_id)
             own = run.data.metrics.get("pooled/auroc", run.data.metrics.get("pooled.xgb_kinetics.auroc", own))
             return compare_with_champion(oof, True, float(own) if own is not None else None,
                                          champion_version=version, min_event_patients=minimum)
-        saw = record.contains(oof["patient_id"])
-        unseen = unseen_rows(oof, saw)
-        scores = None
-        if enough_events(unseen, minimum):
-            try:
-                bundle = load_model(f"models:/{champion.name}/{version}").bundle
-                cohort = read_cohort(path_of(root, p, "cohort"))
-                ids = set(unseen["patient_id"].astype(str))
 
-                def pick(t):
-                    return t[t["patient_id"].astype(str).isin(ids)] if t is not None else None
+        def score_unseen(unseen: pd.DataFrame) -> pd.DataFrame:
+            bundle = load_model(f"models:/{champion.name}/{version}").bundle
+            cohort = read_cohort(path_of(root, p, "cohort"))
+            ids = set(unseen["patient_id"].astype(str))
 
-                subset = Cohort(pick(cohort.labs), pick(cohort.patients), pick(cohort.events), cohort.provenance)
-                scores = external_predictions(bundle, subset, sorted(oof["landmark_hours"].unique().tolist()))
-            except (RegistryError, CohortError) as exc:
-                return ChampionComparison(False, f"the champion could not score the unseen patients: {exc}",
-                                          champion_version=version, min_event_patients=minimum)
-        return compare_with_champion(oof, False, champion_scores=scores, champion_saw=saw,
-                                     min_event_patients=minimum, champion_version=version)
+            def pick(t):
+                return t[t["patient_id"].astype(str).isin(ids)] if t is not None else None
+
+            subset = Cohort(pick(cohort.labs), pick(cohort.patients), pick(cohort.events), cohort.provenance)
+            return external_predictions(bundle, subset, sorted(oof["landmark_hours"].unique().tolist()))
+
+        try:
+            return compare_on_unseen_patients(oof, record, version, minimum, score_unseen)
+        except (RegistryError, CohortError) as exc:
+            return ChampionComparison(False, f"the champion could not score the unseen patients: {exc}",
+                                      champion_version=version, min_event_patients=minimum)
 
     return compare
+
+
+def compare_on_unseen_patients(rows: pd.DataFrame, record: TrainingPatients | None, version: str, minimum: int,
+                               score_unseen: Callable[[pd.DataFrame], pd.DataFrame]) -> ChampionComparison:
+    """The challenger's held-out `rows` against the champion on the patients its training-patient
+    `record` says it never saw (no record: no comparison). `score_unseen(unseen_rows)` gives the
+    champion's scores of those patients; it is called only when enough patients with an event remain."""
+    from models.gates import compare_with_champion, enough_events, unseen_rows
+
+    if record is None:
+        return compare_with_champion(rows, False, champion_version=version, min_event_patients=minimum)
+    saw = record.contains(rows["patient_id"])
+    unseen = unseen_rows(rows, saw)
+    scores = score_unseen(unseen) if enough_events(unseen, minimum) else None
+    return compare_with_champion(rows, False, champion_scores=scores, champion_saw=saw,
+                                 min_event_patients=minimum, champion_version=version)
 
 
 def cohort_label(prov: dict[str, Any], n_patients: int) -> str:
